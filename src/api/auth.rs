@@ -1,0 +1,72 @@
+//! `POST /api/authenticate`: an API owner logs in and gets a bearer token.
+
+use actix_web::http::header;
+use actix_web::web::Data;
+use actix_web::{post, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::JsonBody;
+use super::{ApiError, Problem};
+use crate::domain::provider::{validate_object, FieldKind, FieldSpec};
+use crate::ledger::Ledger;
+
+const LOGIN_FIELDS: &[FieldSpec] = &[
+    FieldSpec { rust_name: "username", required: true, kind: FieldKind::Plain },
+    FieldSpec { rust_name: "password", required: true, kind: FieldKind::Secret },
+    FieldSpec { rust_name: "remember_me", required: false, kind: FieldKind::Boolean },
+];
+
+/// An API owner's login.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"username": "admin", "password": "your-password", "rememberMe": false}))]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// Keep the token for 30 days instead of 24 hours.
+    #[serde(default)]
+    pub remember_me: Option<bool>,
+}
+
+/// A bearer token for `Authorization: Bearer <id_token>`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id_token": "6f1c0e…"}))]
+pub struct IdToken {
+    pub id_token: String,
+}
+
+#[utoipa::path(
+    tag = "Authentication",
+    operation_id = "authenticate",
+    summary = "Log in",
+    description = "Checks an API owner's username and password and returns a bearer token that \
+        lives 24 hours (30 days with `rememberMe`). The token is also in the `Authorization` header.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = IdToken),
+        (status = 400, description = "Malformed JSON or missing fields", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = "Wrong username or password", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the limit", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 503, description = "Storage is unavailable; retry", body = Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
+#[post("/api/authenticate")]
+pub async fn authenticate(ledger: Data<Ledger>, JsonBody(body): JsonBody) -> Result<HttpResponse, ApiError> {
+    let fields = validate_object("loginVM", LOGIN_FIELDS, &body, &[]).map_err(ApiError::Validation)?;
+    let login: LoginRequest = serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| ApiError::Internal(format!("validated login does not parse: {e}")))?;
+    let token = ledger
+        .login(&login.username, &login.password, login.remember_me.unwrap_or(false))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("bad credentials".into()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+        .json(IdToken { id_token: token }))
+}

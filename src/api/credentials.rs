@@ -1,0 +1,159 @@
+//! What every provider's endpoints do; `crate::providers` wires each provider's typed
+//! handlers to these.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::extract::{JsonBody, LeafUserId, Owner};
+use super::ApiError;
+use crate::domain::provider::ProviderSpec;
+use crate::domain::user::{NewCredential, UserCommand};
+use crate::domain::{CredentialId, CredentialStatus, DomainEvent, ExchangeId, Provider, Timestamp};
+use crate::ledger::Ledger;
+use crate::store::views::{self, CredentialView};
+
+/// How long exchanges stay visible.
+pub const EVENTS_WINDOW_DAYS: i64 = 30;
+
+/// What the provider said about the current token.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct TokenMetadata {
+    /// The scopes granted to the token.
+    pub scopes: Vec<String>,
+}
+
+/// The health of a credential.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CredentialStatusBody {
+    pub status: CredentialStatus,
+}
+
+/// One exchange between the service and the provider.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderEvent {
+    pub id: ExchangeId,
+    /// The provider's response body, secrets redacted.
+    pub body: String,
+    /// The provider's response headers, secrets redacted.
+    pub headers: String,
+    /// The provider's HTTP status code.
+    pub status_code: u16,
+    /// When the exchange happened.
+    pub created_date: Timestamp,
+}
+
+/// The typed response body of a stored credential.
+pub fn body<R: DeserializeOwned>(view: &CredentialView) -> Result<R, ApiError> {
+    let scopes = view.fields.get("scopes").cloned().unwrap_or_else(|| json!([]));
+    let mut object = Map::new();
+    object.insert("id".into(), json!(view.id));
+    object.insert("status".into(), json!(view.status));
+    object.insert("createdTime".into(), json!(view.created_at));
+    object.insert("tokenMetadata".into(), json!({ "scopes": scopes }));
+    object.insert("scopes".into(), scopes);
+    object.extend(view.fields.clone());
+    serde_json::from_value(Value::Object(object)).map_err(|e| {
+        ApiError::Internal(format!("stored {:?} credential does not fit its schema: {e}", view.provider))
+    })
+}
+
+/// Whether the request asked to create only (`If-None-Match: *`).
+pub fn create_only(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*")
+}
+
+fn no_credential(provider: Provider) -> ApiError {
+    ApiError::NotFound(format!("the user has no {} credentials", provider.spec().name))
+}
+
+pub async fn get(
+    ledger: &Ledger,
+    Owner(owner): Owner,
+    LeafUserId(user): LeafUserId,
+    provider: Provider,
+) -> Result<CredentialView, ApiError> {
+    ledger
+        .store()
+        .read(move |conn| views::credential_of(conn, owner, user, provider))
+        .await?
+        .ok_or_else(|| no_credential(provider))
+}
+
+pub async fn save(
+    ledger: &Ledger,
+    Owner(owner): Owner,
+    LeafUserId(user): LeafUserId,
+    spec: &'static ProviderSpec,
+    JsonBody(body): JsonBody,
+    create_only: bool,
+) -> Result<CredentialView, ApiError> {
+    let fields = spec.validate(&body).map_err(ApiError::Validation)?;
+    let credential = NewCredential { id: CredentialId::new(), provider: spec.provider, fields };
+    let at = ledger.now();
+    let recorded = ledger
+        .execute(user, UserCommand::SaveCredential { owner_id: owner, credential, create_only, at })
+        .await?;
+    // Answer with what this request stored, even if a later one has replaced it since.
+    recorded
+        .iter()
+        .find_map(|r| match &r.event {
+            DomainEvent::CredentialCreated { credential_id, provider, fields, created_at, .. }
+            | DomainEvent::CredentialReplaced { credential_id, provider, fields, created_at, .. } => {
+                Some(CredentialView {
+                    id: *credential_id,
+                    user_id: user,
+                    provider: *provider,
+                    status: CredentialStatus::Ok,
+                    fields: fields.clone(),
+                    created_at: *created_at,
+                })
+            }
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::Internal("saving a credential recorded no credential".into()))
+}
+
+pub async fn delete(
+    ledger: &Ledger,
+    Owner(owner): Owner,
+    LeafUserId(user): LeafUserId,
+    provider: Provider,
+) -> Result<(), ApiError> {
+    ledger
+        .execute(user, UserCommand::DeleteCredential { owner_id: owner, provider })
+        .await?;
+    Ok(())
+}
+
+pub async fn events(
+    ledger: &Ledger,
+    owner: Owner,
+    user: LeafUserId,
+    provider: Provider,
+) -> Result<Vec<ProviderEvent>, ApiError> {
+    let credential = get(ledger, owner, user, provider).await?;
+    let since = ledger.now().minus(chrono::Duration::days(EVENTS_WINDOW_DAYS));
+    let exchanges = ledger
+        .store()
+        .read(move |conn| views::exchanges_of(conn, credential.id, since))
+        .await?;
+    Ok(exchanges
+        .into_iter()
+        .map(|x| ProviderEvent {
+            id: x.id,
+            body: x.body,
+            headers: x.headers,
+            status_code: x.status_code,
+            created_date: x.recorded_at,
+        })
+        .collect())
+}

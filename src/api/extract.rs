@@ -1,0 +1,108 @@
+//! Extractors that turn every client mistake into an `ApiError` (and so into problem+json).
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::{Bytes, Data};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use std::future::{ready, Ready};
+
+use super::ApiError;
+use crate::domain::{OwnerId, UserId};
+use crate::ledger::Ledger;
+
+/// The API owner a valid bearer token belongs to.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner(pub OwnerId);
+
+impl FromRequest for Owner {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req);
+        let ledger = req.app_data::<Data<Ledger>>().cloned();
+        Box::pin(async move {
+            let ledger = ledger.ok_or_else(|| ApiError::Internal("no ledger configured".into()))?;
+            let token = token.ok_or_else(|| {
+                ApiError::Unauthorized("an `Authorization: Bearer <token>` header is required".into())
+            })?;
+            match ledger.authenticate(&token).await? {
+                Some(owner) => Ok(Owner(owner)),
+                None => Err(ApiError::Unauthorized("the bearer token is unknown or expired".into())),
+            }
+        })
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// The Leaf user id in the path (`{leafUserId}` or `{id}`).
+#[derive(Clone, Copy, Debug)]
+pub struct LeafUserId(pub UserId);
+
+impl FromRequest for LeafUserId {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let info = req.match_info();
+        let (name, raw) = match (info.get("leafUserId"), info.get("id")) {
+            (Some(raw), _) => ("leafUserId", raw),
+            (None, Some(raw)) => ("id", raw),
+            (None, None) => return ready(Err(ApiError::Internal("route has no user id".into()))),
+        };
+        ready(
+            raw.parse()
+                .map(LeafUserId)
+                .map_err(|_| ApiError::BadRequest(format!("path parameter `{name}` must be a UUID"))),
+        )
+    }
+}
+
+/// A JSON request body, not yet validated. Accepts `application/json` and `+json` types; a
+/// missing content type; and, for curl's `-d` without `-H 'Content-Type: …'` (as in Leaf's own
+/// examples), a form content type whose body is JSON. Anything else is 415.
+#[derive(Debug)]
+pub struct JsonBody(pub serde_json::Value);
+
+impl FromRequest for JsonBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("?").to_owned());
+        let bytes = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| ApiError::from_actix(&e))?;
+            let essence = content_type
+                .as_deref()
+                .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            let acceptable = match essence.as_deref() {
+                None | Some("application/json") => true,
+                Some(ct) if ct.starts_with("application/") && ct.ends_with("+json") => true,
+                Some("application/x-www-form-urlencoded") => {
+                    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+                }
+                _ => false,
+            };
+            if !acceptable {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "the body must be application/json, not {}",
+                    content_type.as_deref().unwrap_or("?")
+                )));
+            }
+            serde_json::from_slice(&bytes)
+                .map(JsonBody)
+                .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! `GET /health`: liveness and readiness, no authentication.
+
+use actix_web::web::Data;
+use actix_web::{get, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, Problem};
+use crate::ledger::Ledger;
+
+/// The service is up and its database answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "UP")]
+    pub status: String,
+}
+
+#[utoipa::path(
+    tag = "Health",
+    operation_id = "health",
+    summary = "Liveness and readiness",
+    responses(
+        (status = 200, description = "Up, and the database answers", body = Health),
+        (status = 503, description = "The database does not answer", body = Problem,
+            content_type = "application/problem+json"),
+    ),
+)]
+#[get("/health")]
+pub async fn health(ledger: Data<Ledger>) -> Result<HttpResponse, ApiError> {
+    ledger.store().ping().await?;
+    Ok(HttpResponse::Ok().json(Health { status: "UP".into() }))
+}

@@ -1,0 +1,90 @@
+//! HTTP: handlers, DTOs and the plumbing that makes every answer Leaf-shaped.
+
+pub mod auth;
+pub mod credentials;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod users;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::web::Data;
+use actix_web::{HttpRequest, HttpResponse};
+use utoipa::openapi::OpenApi;
+
+pub use error::{ApiError, CreateErrors, DeleteErrors, Problem, ReadErrors, WriteErrors};
+
+/// Where Leaf's `usermanagement` API lives.
+pub const BASE: &str = "/services/usermanagement/api";
+
+/// Registers every endpoint; the OpenAPI document is collected from the same calls.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(auth::authenticate).service(health::health).service(
+        utoipa_actix_web::scope(BASE)
+            .configure(users::configure)
+            .configure(crate::providers::configure),
+    );
+}
+
+/// Every documented path and its methods, to tell 405 from 404.
+pub struct RouteTable(Vec<(ResourceDef, Vec<Method>)>);
+
+impl RouteTable {
+    pub fn from_openapi(doc: &OpenApi) -> Self {
+        let routes = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    (Method::GET, item.get.is_some()),
+                    (Method::POST, item.post.is_some()),
+                    (Method::PUT, item.put.is_some()),
+                    (Method::DELETE, item.delete.is_some()),
+                    (Method::PATCH, item.patch.is_some()),
+                ];
+                let methods = methods.into_iter().filter(|(_, has)| *has).map(|(m, _)| m).collect();
+                (ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        Self(routes)
+    }
+}
+
+/// Answers requests no route took: 405 with `Allow` when the path exists, else 404.
+pub async fn not_routed(request: HttpRequest, routes: Data<RouteTable>) -> Result<HttpResponse, ApiError> {
+    let path = request.path();
+    Err(match routes.0.iter().find(|(def, _)| def.is_match(path)) {
+        Some((_, allow)) => ApiError::MethodNotAllowed { method: request.method().clone(), allow: allow.clone() },
+        None => ApiError::NotFound(format!("no route for {path}")),
+    })
+}
+
+/// Makes every error response, ours or the framework's, problem+json with the request path.
+pub async fn problem_details(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let path = request.path().to_owned();
+    let response = match next.call(request).await {
+        Ok(response) => response,
+        // Only a middleware fails this way; actix renders the error with `ApiError`'s
+        // `error_response`, so it is still problem+json (without `path`).
+        Err(error) if error.as_error::<ApiError>().is_some() => return Err(error),
+        Err(error) => return Err(ApiError::from_actix(&error).into()),
+    };
+    let rendered = match response.response().error() {
+        Some(error) => Some(match error.as_error::<ApiError>() {
+            Some(api) => api.render(Some(&path)),
+            None => ApiError::from_actix(error).render(Some(&path)),
+        }),
+        None => None,
+    };
+    Ok(match rendered {
+        Some(problem) => response.into_response(problem),
+        None => response.map_into_boxed_body(),
+    })
+}

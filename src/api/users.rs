@@ -1,0 +1,324 @@
+//! `/users`: the API owner's Leaf users.
+
+use actix_web::http::header;
+use actix_web::web::{Data, Query};
+use actix_web::{delete, get, post, put, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{JsonBody, LeafUserId, Owner};
+use super::{ApiError, DeleteErrors, ReadErrors, WriteErrors};
+use crate::domain::event::UserProfile;
+use crate::domain::provider::{validate_object, FieldError, FieldKind, FieldSpec};
+use crate::domain::user::{NewCredential, UserCommand};
+use crate::domain::{CredentialId, Provider, Timestamp, UserId};
+use crate::ledger::Ledger;
+use crate::providers::{UserCredentials, UserCredentialsRequest};
+use crate::store::views::{self, UserQuery, UserView};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+pub const MAX_PAGE_SIZE: u32 = 100;
+const OBJECT: &str = "leafUser";
+
+const PROFILE: [FieldSpec; 5] = [
+    FieldSpec { rust_name: "name", required: false, kind: FieldKind::Plain },
+    FieldSpec { rust_name: "email", required: false, kind: FieldKind::Plain },
+    FieldSpec { rust_name: "phone", required: false, kind: FieldKind::Plain },
+    FieldSpec { rust_name: "address", required: false, kind: FieldKind::Plain },
+    FieldSpec { rust_name: "external_id", required: false, kind: FieldKind::Plain },
+];
+
+/// A Leaf user, with the credentials it holds.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeafUser {
+    pub id: UserId,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    /// Your own id for this user.
+    pub external_id: Option<String>,
+    /// When the user was created.
+    pub created_time: Timestamp,
+    #[serde(flatten)]
+    pub credentials: UserCredentials,
+}
+
+/// A new Leaf user, optionally with credentials to attach at once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"name": "Jane Grower", "email": "jane@example.com", "externalId": "grower-42"}))]
+pub struct CreateLeafUser {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    /// Your own id for this user.
+    pub external_id: Option<String>,
+    #[serde(flatten)]
+    pub credentials: UserCredentialsRequest,
+}
+
+/// A Leaf user's new profile. Fields left out become null. Credentials change through their
+/// own endpoints: credential objects and `createdTime` in the body are ignored, so a user read
+/// with GET can be sent back as it is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "name": "Jane Grower", "email": "jane@example.com"}))]
+pub struct UpdateLeafUser {
+    pub id: UserId,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// Paging and filters of the user list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ListUsersParams {
+    /// Page number, from 0.
+    #[param(minimum = 0)]
+    pub page: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub size: Option<i64>,
+    /// Only users with exactly this email.
+    pub email: Option<String>,
+    /// Only users with exactly this name.
+    pub name: Option<String>,
+    /// Only users with exactly this external id.
+    pub external_id: Option<String>,
+}
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(create_user)
+        .service(list_users)
+        .service(get_user)
+        .service(update_user)
+        .service(delete_user);
+}
+
+fn leaf_user(view: UserView) -> Result<LeafUser, ApiError> {
+    let UserProfile { name, email, phone, address, external_id } = view.profile;
+    Ok(LeafUser {
+        id: view.id,
+        name,
+        email,
+        phone,
+        address,
+        external_id,
+        created_time: view.created_at,
+        credentials: UserCredentials::from_views(&view.credentials)?,
+    })
+}
+
+fn credential_objects() -> impl Iterator<Item = (Provider, &'static str)> {
+    Provider::ALL.iter().map(|p| (*p, p.spec().object_name))
+}
+
+fn profile(fields: serde_json::Map<String, Value>) -> Result<UserProfile, ApiError> {
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::Internal(format!("validated profile does not parse: {e}")))
+}
+
+async fn read_user(ledger: &Ledger, owner: Owner, user: UserId) -> Result<LeafUser, ApiError> {
+    let view = ledger
+        .store()
+        .read(move |conn| views::user_of(conn, owner.0, user))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    leaf_user(view)
+}
+
+#[utoipa::path(
+    tag = "Users",
+    operation_id = "create_user",
+    summary = "Create a Leaf user",
+    description = "Creates a Leaf user, optionally with provider credentials \
+        (`johnDeereCredentials`, `ravenCredentials`, …) attached at once.",
+    request_body = CreateLeafUser,
+    responses((status = 201, description = "The new user", body = LeafUser), WriteErrors),
+    security(("bearer" = [])),
+)]
+#[post("/users")]
+pub async fn create_user(
+    owner: Owner,
+    ledger: Data<Ledger>,
+    request: HttpRequest,
+    JsonBody(body): JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let objects: Vec<&str> = credential_objects().map(|(_, name)| name).collect();
+    let mut errors: Vec<FieldError> = Vec::new();
+    let fields = validate_object(OBJECT, &PROFILE, &body, &objects).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
+    let mut credentials = Vec::new();
+    for (provider, name) in credential_objects() {
+        match body.get(name) {
+            None | Some(Value::Null) => {}
+            Some(object) => match provider.spec().validate(object) {
+                Ok(fields) => {
+                    credentials.push(NewCredential { id: CredentialId::new(), provider, fields })
+                }
+                Err(e) => errors.extend(e),
+            },
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let user_id = UserId::new();
+    let command = UserCommand::Create {
+        user_id,
+        owner_id: owner.0,
+        profile: profile(fields)?,
+        credentials,
+        at: ledger.now(),
+    };
+    ledger.execute(user_id, command).await?;
+    let user = read_user(&ledger, owner, user_id).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("{}/{}", request.path(), user_id)))
+        .json(user))
+}
+
+#[utoipa::path(
+    tag = "Users",
+    operation_id = "list_users",
+    summary = "List Leaf users",
+    description = "The owner's Leaf users, oldest first, one page at a time. `X-Total-Count` \
+        holds the number of matching users and `Link` the first, previous, next and last pages.",
+    params(ListUsersParams),
+    responses(
+        (status = 200, description = "One page of users", body = Vec<LeafUser>,
+            headers(
+                ("X-Total-Count" = i64, description = "Users matching the filters"),
+                ("Link" = String, description = "RFC 8288 links to the first, prev, next and last pages"),
+            )),
+        ReadErrors,
+    ),
+    security(("bearer" = [])),
+)]
+#[get("/users")]
+pub async fn list_users(
+    owner: Owner,
+    ledger: Data<Ledger>,
+    request: HttpRequest,
+    Query(params): Query<ListUsersParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = params.page.unwrap_or(0);
+    let size = params.size.unwrap_or(i64::from(DEFAULT_PAGE_SIZE));
+    let page = u32::try_from(page)
+        .map_err(|_| ApiError::BadRequest("`page` must be a whole number from 0".into()))?;
+    let size = u32::try_from(size)
+        .ok()
+        .filter(|s| (1..=MAX_PAGE_SIZE).contains(s))
+        .ok_or_else(|| ApiError::BadRequest(format!("`size` must be from 1 to {MAX_PAGE_SIZE}")))?;
+    let query = UserQuery {
+        email: params.email,
+        name: params.name,
+        external_id: params.external_id,
+        page,
+        size,
+    };
+    let link_query = query.clone();
+    let (users, total) = ledger
+        .store()
+        .read(move |conn| views::users_of(conn, owner.0, &query))
+        .await?;
+    let users = users.into_iter().map(leaf_user).collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Total-Count", total.to_string()))
+        .insert_header((header::LINK, page_links(request.path(), &link_query, total)))
+        .json(users))
+}
+
+/// JHipster's `Link` header: first, prev, next and last pages, filters kept.
+fn page_links(path: &str, query: &UserQuery, total: u64) -> String {
+    let last = total.div_ceil(u64::from(query.size)).saturating_sub(1);
+    let url = |page: u64| {
+        let mut pairs = vec![("page", page.to_string()), ("size", query.size.to_string())];
+        for (key, value) in
+            [("email", &query.email), ("name", &query.name), ("externalId", &query.external_id)]
+        {
+            if let Some(value) = value {
+                pairs.push((key, value.clone()));
+            }
+        }
+        format!("{path}?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+    };
+    let page = u64::from(query.page);
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!("<{}>; rel=\"next\"", url(page + 1)));
+    }
+    if page > 0 {
+        links.push(format!("<{}>; rel=\"prev\"", url((page - 1).min(last))));
+    }
+    links.push(format!("<{}>; rel=\"last\"", url(last)));
+    links.push(format!("<{}>; rel=\"first\"", url(0)));
+    links.join(",")
+}
+
+#[utoipa::path(
+    tag = "Users",
+    operation_id = "get_user",
+    summary = "Get a Leaf user",
+    params(("id" = uuid::Uuid, Path, description = "The Leaf user's id")),
+    responses((status = 200, description = "The user", body = LeafUser), ReadErrors),
+    security(("bearer" = [])),
+)]
+#[get("/users/{id}")]
+pub async fn get_user(owner: Owner, user: LeafUserId, ledger: Data<Ledger>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(read_user(&ledger, owner, user.0).await?))
+}
+
+#[utoipa::path(
+    tag = "Users",
+    operation_id = "update_user",
+    summary = "Update a Leaf user",
+    description = "Replaces the profile of the user whose `id` is in the body.",
+    request_body = UpdateLeafUser,
+    responses((status = 200, description = "The updated user", body = LeafUser), WriteErrors),
+    security(("bearer" = [])),
+)]
+#[put("/users")]
+pub async fn update_user(
+    owner: Owner,
+    ledger: Data<Ledger>,
+    JsonBody(body): JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut ignored: Vec<&str> = credential_objects().map(|(_, name)| name).collect();
+    ignored.push("createdTime");
+    let id_spec = FieldSpec { rust_name: "id", required: true, kind: FieldKind::Plain };
+    let fields: Vec<FieldSpec> = std::iter::once(id_spec).chain(PROFILE).collect();
+    let mut accepted = validate_object(OBJECT, &fields, &body, &ignored).map_err(ApiError::Validation)?;
+    let user_id = accepted
+        .remove("id")
+        .and_then(|id| id.as_str().and_then(|id| id.parse::<UserId>().ok()))
+        .ok_or_else(|| ApiError::Validation(vec![FieldError::new(OBJECT, "id", "Pattern")]))?;
+    let command = UserCommand::Update { owner_id: owner.0, profile: profile(accepted)? };
+    ledger.execute(user_id, command).await?;
+    Ok(HttpResponse::Ok().json(read_user(&ledger, owner, user_id).await?))
+}
+
+#[utoipa::path(
+    tag = "Users",
+    operation_id = "delete_user",
+    summary = "Delete a Leaf user",
+    description = "Deletes the user and all its credentials and their events.",
+    params(("id" = uuid::Uuid, Path, description = "The Leaf user's id")),
+    responses((status = 204, description = "Deleted"), DeleteErrors),
+    security(("bearer" = [])),
+)]
+#[delete("/users/{id}")]
+pub async fn delete_user(owner: Owner, user: LeafUserId, ledger: Data<Ledger>) -> Result<HttpResponse, ApiError> {
+    ledger.execute(user.0, UserCommand::Delete { owner_id: owner.0 }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

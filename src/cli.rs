@@ -1,0 +1,145 @@
+//! The `credential-ledger` command line.
+
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::domain::SystemClock;
+use crate::ledger::Ledger;
+use crate::startup::{Application, Settings};
+use crate::store::{Store, StoreOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "credential-ledger", version, about = "A self-hosted, Leaf-compatible provider-credential ledger")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// The SQLite file (its folder is created on first start).
+    #[arg(long, global = true, env = "CREDENTIAL_LEDGER_DATABASE", default_value = "./data/ledger.sqlite")]
+    database: PathBuf,
+    /// Commit with synchronous=NORMAL instead of FULL: faster, but a power cut may lose the
+    /// last commits (never corrupts the database).
+    #[arg(long, global = true, env = "CREDENTIAL_LEDGER_RELAXED_DURABILITY")]
+    relaxed_durability: bool,
+}
+
+impl DatabaseArgs {
+    fn open(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.database, self.options())?)
+    }
+
+    fn options(&self) -> StoreOptions {
+        StoreOptions { synchronous_full: !self.relaxed_durability }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+    /// Manage API owners.
+    #[command(subcommand)]
+    Owner(OwnerCommand),
+    /// Print the OpenAPI document that `serve` serves.
+    Openapi,
+    /// Drop every projection and rebuild it from the ledger.
+    Rebuild,
+}
+
+#[derive(Debug, Default, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CREDENTIAL_LEDGER_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "CREDENTIAL_LEDGER_WORKERS", default_value_t = 0)]
+    workers: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum OwnerCommand {
+    /// Add an API owner; the password is read from stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// Read the password from stdin (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            None => serve(&self.database, ServeArgs::parse_env()).await,
+            Some(Command::Serve(args)) => serve(&self.database, args).await,
+            Some(Command::Owner(OwnerCommand::Create { username, .. })) => {
+                let mut input = String::new();
+                std::io::stdin().read_to_string(&mut input)?;
+                let password = input.lines().next().unwrap_or("").to_owned();
+                anyhow::ensure!(!username.trim().is_empty(), "the username must not be blank");
+                anyhow::ensure!(password.len() >= 8, "the password must have at least 8 characters");
+                let ledger = Ledger::new(self.database.open()?, Arc::new(SystemClock));
+                let id = ledger.create_owner(&username, &password).await?;
+                println!("created owner {username} ({id})");
+                Ok(())
+            }
+            Some(Command::Openapi) => {
+                print!("{}", crate::openapi::document_json());
+                Ok(())
+            }
+            Some(Command::Rebuild) => {
+                let store = self.database.open()?;
+                let started = std::time::Instant::now();
+                let done = store
+                    .rebuild(|done, total| eprintln!("rebuild: {done}/{total} events applied"))
+                    .await?;
+                println!("rebuilt every projection from {done} events in {:.2?}", started.elapsed());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ServeArgs {
+    /// `serve`'s settings when no subcommand was given (flags then come from the environment).
+    fn parse_env() -> ServeArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Only::try_parse_from(["credential-ledger"]).map(|o| o.serve).unwrap_or_default()
+    }
+}
+
+async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings {
+        bind: args.bind,
+        database: database.database.clone(),
+        store: database.options(),
+        workers: args.workers,
+    };
+    let app = Application::build(settings.clone()).await?;
+    if let Some((username, password)) = app.ledger().bootstrap_owner().await? {
+        // Shown once, on the terminal only: never logged.
+        println!("No API owner existed, so one was created. Log in with:");
+        println!("  username: {username}");
+        println!("  password: {password}");
+        println!("This password is not stored and will not be shown again.");
+    }
+    tracing::info!(
+        database = %settings.database.display(),
+        "listening on http://127.0.0.1:{} (Swagger UI at /swagger-ui/)",
+        app.port()
+    );
+    app.run_until_stopped().await?;
+    Ok(())
+}

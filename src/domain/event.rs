@@ -1,0 +1,141 @@
+//! Every fact the ledger records. Events are past tense and carry what projections need.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{CredentialId, CredentialStatus, ExchangeId, OwnerId, Provider, Timestamp, UserId};
+
+/// The editable fields of a Leaf user.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserProfile {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// One HTTP exchange between the service and a provider, secrets already redacted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderExchange {
+    pub exchange_id: ExchangeId,
+    pub user_id: UserId,
+    pub credential_id: CredentialId,
+    pub provider: Provider,
+    pub request_method: String,
+    pub request_url: String,
+    pub status_code: u16,
+    pub headers: String,
+    pub body: String,
+    pub recorded_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
+pub enum DomainEvent {
+    OwnerCreated {
+        owner_id: OwnerId,
+        username: String,
+        /// argon2 PHC string; the password itself is never stored.
+        password_hash: String,
+        created_at: Timestamp,
+    },
+    OwnerTokenIssued {
+        owner_id: OwnerId,
+        /// SHA-256 of the bearer token; the token itself is never stored.
+        token_hash: String,
+        expires_at: Timestamp,
+    },
+    UserCreated {
+        user_id: UserId,
+        owner_id: OwnerId,
+        profile: UserProfile,
+        created_at: Timestamp,
+    },
+    UserUpdated {
+        user_id: UserId,
+        profile: UserProfile,
+    },
+    /// The user and all its credentials are gone.
+    UserDeleted { user_id: UserId },
+    CredentialCreated {
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        fields: Map<String, Value>,
+        created_at: Timestamp,
+    },
+    /// A POST over an existing credential: the old one and its exchange log are gone.
+    CredentialReplaced {
+        user_id: UserId,
+        replaced_credential_id: CredentialId,
+        credential_id: CredentialId,
+        provider: Provider,
+        fields: Map<String, Value>,
+        created_at: Timestamp,
+    },
+    CredentialDeleted {
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+    },
+    CredentialStatusChanged {
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        status: CredentialStatus,
+        reason: Option<String>,
+    },
+    ProviderExchangeRecorded { exchange: ProviderExchange },
+}
+
+impl DomainEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::OwnerCreated { .. } => "OwnerCreated",
+            Self::OwnerTokenIssued { .. } => "OwnerTokenIssued",
+            Self::UserCreated { .. } => "UserCreated",
+            Self::UserUpdated { .. } => "UserUpdated",
+            Self::UserDeleted { .. } => "UserDeleted",
+            Self::CredentialCreated { .. } => "CredentialCreated",
+            Self::CredentialReplaced { .. } => "CredentialReplaced",
+            Self::CredentialDeleted { .. } => "CredentialDeleted",
+            Self::CredentialStatusChanged { .. } => "CredentialStatusChanged",
+            Self::ProviderExchangeRecorded { .. } => "ProviderExchangeRecorded",
+        }
+    }
+
+    /// The event's payload without its type tag, as stored in the ledger.
+    pub fn payload(&self) -> Value {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut tagged)) => tagged.remove("data").unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    /// Rebuilds an event from its stored type and payload.
+    pub fn from_stored(event_type: &str, payload: Value) -> serde_json::Result<Self> {
+        serde_json::from_value(serde_json::json!({"type": event_type, "data": payload}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_survives_the_round_trip_through_type_and_payload() {
+        let event = DomainEvent::CredentialStatusChanged {
+            user_id: UserId::new(),
+            credential_id: CredentialId::new(),
+            provider: Provider::Raven,
+            status: CredentialStatus::Unauthenticated,
+            reason: Some("invalid_grant".into()),
+        };
+        let back = DomainEvent::from_stored(event.event_type(), event.payload()).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(event.payload()["status"], "UNAUTHENTICATED");
+    }
+}

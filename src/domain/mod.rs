@@ -1,0 +1,14 @@
+//! The domain: commands, events and state, with no I/O. Everything here is pure and synchronous;
+//! the store appends what `decide` returns and projections apply what `evolve` folds.
+
+pub mod event;
+pub mod ids;
+pub mod owner;
+pub mod provider;
+pub mod time;
+pub mod user;
+
+pub use event::DomainEvent;
+pub use ids::{CredentialId, ExchangeId, OwnerId, UserId};
+pub use provider::{ClientEnvironment, CredentialStatus, FieldError, Provider};
+pub use time::{Clock, SystemClock, Timestamp};

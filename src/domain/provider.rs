@@ -1,0 +1,246 @@
+//! What every provider shares: field specs, validation of a credential body, statuses.
+//! The providers themselves are declared once each in `crate::providers`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+pub use crate::providers::Provider;
+
+/// Longest string accepted in any field (a PEM private key fits with room to spare).
+pub const MAX_FIELD_LEN: usize = 16 * 1024;
+
+/// The health of a credential, as Leaf reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CredentialStatus {
+    /// Everything is OK.
+    Ok,
+    /// The credential is no longer valid (revoked or expired).
+    Unauthenticated,
+    /// The credential is valid but lacks permissions (scopes).
+    MissingPermission,
+    /// The provider failed (5xx, timeout); checks go on.
+    TemporarilyUnavailable,
+}
+
+impl CredentialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::MissingPermission => "MISSING_PERMISSION",
+            Self::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Ok,
+            Self::Unauthenticated,
+            Self::MissingPermission,
+            Self::TemporarilyUnavailable,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// Which of the provider's environments the credential belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClientEnvironment {
+    Stage,
+    Production,
+}
+
+/// One bad or missing field of a request body (JHipster's `fieldErrors` entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldError {
+    /// The object the field belongs to, e.g. `johnDeereCredentials`.
+    #[schema(example = "johnDeereCredentials")]
+    pub object_name: String,
+    /// The field's JSON name.
+    #[schema(example = "clientKey")]
+    pub field: String,
+    /// The violated constraint: `NotNull`, `NotBlank`, `Size`, `Pattern`, `TypeMismatch` or `Unknown`.
+    #[schema(example = "NotNull")]
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(object_name: &str, field: &str, message: &str) -> Self {
+        Self {
+            object_name: object_name.to_owned(),
+            field: field.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// What a field holds, which decides how it is validated (and, later, protected).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Ordinary text.
+    Plain,
+    /// A secret: token, client secret, private key, password.
+    Secret,
+    /// `STAGE` or `PRODUCTION`.
+    Environment,
+    /// `true` or `false`.
+    Boolean,
+}
+
+/// One field of a request body.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldSpec {
+    /// The Rust name; the JSON name is its camelCase form.
+    pub rust_name: &'static str,
+    pub required: bool,
+    pub kind: FieldKind,
+}
+
+impl FieldSpec {
+    pub fn json_name(&self) -> String {
+        let mut out = String::with_capacity(self.rust_name.len());
+        let mut upper = false;
+        for c in self.rust_name.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                out.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+/// Checks a JSON object against a field list and returns the accepted fields, or one
+/// `FieldError` per bad, missing or unknown field. Blank optional strings count as absent.
+pub fn validate_object(
+    object_name: &str,
+    fields: &[FieldSpec],
+    body: &Value,
+    ignored: &[&str],
+) -> Result<Map<String, Value>, Vec<FieldError>> {
+    let Some(object) = body.as_object() else {
+        return Err(vec![FieldError::new(object_name, "", "TypeMismatch")]);
+    };
+    let names: Vec<String> = fields.iter().map(FieldSpec::json_name).collect();
+    let mut errors: Vec<FieldError> = object
+        .keys()
+        .filter(|key| !names.iter().any(|n| n == *key) && !ignored.contains(&key.as_str()))
+        .map(|key| FieldError::new(object_name, key, "Unknown"))
+        .collect();
+    let mut accepted = Map::new();
+    for (spec, name) in fields.iter().zip(names) {
+        let value = object.get(&name).unwrap_or(&Value::Null);
+        let problem = match (value, spec.kind) {
+            (Value::Null, _) => spec.required.then_some("NotNull"),
+            (Value::Bool(_), FieldKind::Boolean) => None,
+            (_, FieldKind::Boolean) => Some("TypeMismatch"),
+            (Value::String(text), kind) => {
+                if text.trim().is_empty() {
+                    spec.required.then_some("NotBlank")
+                } else if text.len() > MAX_FIELD_LEN {
+                    Some("Size")
+                } else if kind == FieldKind::Environment
+                    && serde_json::from_value::<ClientEnvironment>(value.clone()).is_err()
+                {
+                    Some("Pattern")
+                } else {
+                    None
+                }
+            }
+            _ => Some("TypeMismatch"),
+        };
+        match problem {
+            Some(message) => errors.push(FieldError::new(object_name, &name, message)),
+            None if value.is_null() || value.as_str().is_some_and(|t| t.trim().is_empty()) => {}
+            None => {
+                accepted.insert(name, value.clone());
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(accepted)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Everything the rest of the service needs to know about one provider.
+#[derive(Debug)]
+pub struct ProviderSpec {
+    pub provider: Provider,
+    /// Human name, e.g. "John Deere"; also the OpenAPI tag.
+    pub name: &'static str,
+    /// Path segment under `/users/{leafUserId}/`.
+    pub slug: &'static str,
+    /// Name of the credential object in a Leaf user (and in `fieldErrors`).
+    pub object_name: &'static str,
+    pub fields: &'static [FieldSpec],
+}
+
+impl ProviderSpec {
+    pub fn validate(&self, body: &Value) -> Result<Map<String, Value>, Vec<FieldError>> {
+        validate_object(self.object_name, self.fields, body, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FIELDS: &[FieldSpec] = &[
+        FieldSpec { rust_name: "client_key", required: true, kind: FieldKind::Plain },
+        FieldSpec { rust_name: "refresh_token", required: true, kind: FieldKind::Secret },
+        FieldSpec { rust_name: "access_token", required: false, kind: FieldKind::Secret },
+        FieldSpec { rust_name: "client_environment", required: true, kind: FieldKind::Environment },
+    ];
+
+    #[test]
+    fn json_names_are_camel_case() {
+        assert_eq!(FIELDS[3].json_name(), "clientEnvironment");
+        assert_eq!(FIELDS[0].json_name(), "clientKey");
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_once() {
+        let body = json!({"clientKey": " ", "refreshToken": 3, "clientEnvironment": "DEV", "extra": 1});
+        let errors = validate_object("x", FIELDS, &body, &[]).unwrap_err();
+        let got: Vec<(&str, &str)> =
+            errors.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("extra", "Unknown"),
+                ("clientKey", "NotBlank"),
+                ("refreshToken", "TypeMismatch"),
+                ("clientEnvironment", "Pattern")
+            ]
+        );
+    }
+
+    #[test]
+    fn blank_optional_fields_are_dropped_and_the_rest_kept() {
+        let body = json!({"clientKey": "k", "refreshToken": "r", "accessToken": "", "clientEnvironment": "STAGE"});
+        let accepted = validate_object("x", FIELDS, &body, &[]).unwrap();
+        assert_eq!(
+            Value::Object(accepted),
+            json!({"clientKey": "k", "refreshToken": "r", "clientEnvironment": "STAGE"})
+        );
+    }
+
+    #[test]
+    fn missing_required_fields_are_not_null_errors() {
+        let errors = validate_object("x", FIELDS, &json!({}), &[]).unwrap_err();
+        assert_eq!(errors.len(), 3);
+        assert!(errors.iter().all(|e| e.message == "NotNull"));
+    }
+}

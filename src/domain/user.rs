@@ -1,0 +1,414 @@
+//! The Leaf user aggregate: a user and the credentials it holds, at most one per provider.
+//! One stream per user (`user:{id}`), so every change to a user or its credentials is
+//! decided against the whole of it and appended with the version it was decided on.
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use super::event::UserProfile;
+use super::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Provider, Timestamp, UserId};
+
+pub fn stream_id(user_id: UserId) -> String {
+    format!("user:{user_id}")
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CredentialState {
+    pub id: CredentialId,
+    pub status: CredentialStatus,
+    pub fields: Map<String, Value>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveUser {
+    pub id: UserId,
+    pub owner_id: OwnerId,
+    pub profile: UserProfile,
+    pub credentials: BTreeMap<Provider, CredentialState>,
+}
+
+/// What a user stream folds to: nothing yet, a live user, or a deleted one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum UserState {
+    #[default]
+    Absent,
+    Live(LiveUser),
+    Deleted,
+}
+
+impl UserState {
+    /// The user, if it exists and belongs to `owner`: another owner's user is indistinguishable
+    /// from one that does not exist.
+    pub fn owned_by(&self, owner: OwnerId) -> Option<&LiveUser> {
+        match self {
+            UserState::Live(user) if user.owner_id == owner => Some(user),
+            _ => None,
+        }
+    }
+}
+
+/// A credential about to be stored; its id is chosen by the caller so `decide` stays pure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewCredential {
+    pub id: CredentialId,
+    pub provider: Provider,
+    pub fields: Map<String, Value>,
+}
+
+#[derive(Clone, Debug)]
+pub enum UserCommand {
+    Create {
+        user_id: UserId,
+        owner_id: OwnerId,
+        profile: UserProfile,
+        credentials: Vec<NewCredential>,
+        at: Timestamp,
+    },
+    Update {
+        owner_id: OwnerId,
+        profile: UserProfile,
+    },
+    Delete {
+        owner_id: OwnerId,
+    },
+    /// POST of a credential: creates it, or replaces the existing one unless `create_only`.
+    SaveCredential {
+        owner_id: OwnerId,
+        credential: NewCredential,
+        create_only: bool,
+        at: Timestamp,
+    },
+    DeleteCredential {
+        owner_id: OwnerId,
+        provider: Provider,
+    },
+    /// A background check's verdict on one credential; ignored if it was replaced meanwhile.
+    ChangeStatus {
+        credential_id: CredentialId,
+        provider: Provider,
+        status: CredentialStatus,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("no such user")]
+    UserNotFound,
+    #[error("this user already exists")]
+    UserExists,
+    #[error("the user has no {} credentials", .0.spec().name)]
+    NoCredential(Provider),
+    #[error("the user already has {} credentials", .0.spec().name)]
+    CredentialExists(Provider),
+    #[error("the credential was replaced or deleted")]
+    StaleCredential,
+}
+
+pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent>, UserError> {
+    use DomainEvent as E;
+    match command {
+        UserCommand::Create { user_id, owner_id, profile, credentials, at } => {
+            if *state != UserState::Absent {
+                return Err(UserError::UserExists);
+            }
+            let mut events = vec![E::UserCreated { user_id, owner_id, profile, created_at: at }];
+            events.extend(credentials.into_iter().map(|c| E::CredentialCreated {
+                user_id,
+                credential_id: c.id,
+                provider: c.provider,
+                fields: c.fields,
+                created_at: at,
+            }));
+            Ok(events)
+        }
+        UserCommand::Update { owner_id, profile } => {
+            let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
+            if user.profile == profile {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserUpdated { user_id: user.id, profile }])
+        }
+        UserCommand::Delete { owner_id } => {
+            let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
+            Ok(vec![E::UserDeleted { user_id: user.id }])
+        }
+        UserCommand::SaveCredential { owner_id, credential, create_only, at } => {
+            let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
+            let NewCredential { id, provider, fields } = credential;
+            match user.credentials.get(&provider) {
+                None => Ok(vec![E::CredentialCreated {
+                    user_id: user.id,
+                    credential_id: id,
+                    provider,
+                    fields,
+                    created_at: at,
+                }]),
+                Some(_) if create_only => Err(UserError::CredentialExists(provider)),
+                Some(old) => Ok(vec![E::CredentialReplaced {
+                    user_id: user.id,
+                    replaced_credential_id: old.id,
+                    credential_id: id,
+                    provider,
+                    fields,
+                    created_at: at,
+                }]),
+            }
+        }
+        UserCommand::DeleteCredential { owner_id, provider } => {
+            let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
+            let old = user.credentials.get(&provider).ok_or(UserError::NoCredential(provider))?;
+            Ok(vec![E::CredentialDeleted { user_id: user.id, credential_id: old.id, provider }])
+        }
+        UserCommand::ChangeStatus { credential_id, provider, status, reason } => {
+            let UserState::Live(user) = state else {
+                return Err(UserError::StaleCredential);
+            };
+            let current = current_credential(user, provider, credential_id)?;
+            if current.status == status {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::CredentialStatusChanged {
+                user_id: user.id,
+                credential_id,
+                provider,
+                status,
+                reason,
+            }])
+        }
+    }
+}
+
+/// The credential `credential_id` if it is still the user's live one for `provider`.
+pub fn current_credential(
+    user: &LiveUser,
+    provider: Provider,
+    credential_id: CredentialId,
+) -> Result<&CredentialState, UserError> {
+    user.credentials
+        .get(&provider)
+        .filter(|c| c.id == credential_id)
+        .ok_or(UserError::StaleCredential)
+}
+
+pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
+    use DomainEvent as E;
+    let mut user = match (state, event) {
+        (_, E::UserCreated { user_id, owner_id, profile, .. }) => {
+            return UserState::Live(LiveUser {
+                id: *user_id,
+                owner_id: *owner_id,
+                profile: profile.clone(),
+                credentials: BTreeMap::new(),
+            })
+        }
+        (_, E::UserDeleted { .. }) => return UserState::Deleted,
+        (UserState::Live(user), _) => user,
+        (other, _) => return other,
+    };
+    match event {
+        E::UserUpdated { profile, .. } => user.profile = profile.clone(),
+        E::CredentialCreated { credential_id, provider, fields, created_at, .. }
+        | E::CredentialReplaced { credential_id, provider, fields, created_at, .. } => {
+            user.credentials.insert(
+                *provider,
+                CredentialState {
+                    id: *credential_id,
+                    status: CredentialStatus::Ok,
+                    fields: fields.clone(),
+                    created_at: *created_at,
+                },
+            );
+        }
+        E::CredentialDeleted { provider, .. } => {
+            user.credentials.remove(provider);
+        }
+        E::CredentialStatusChanged { provider, status, .. } => {
+            if let Some(credential) = user.credentials.get_mut(provider) {
+                credential.status = *status;
+            }
+        }
+        _ => {}
+    }
+    UserState::Live(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Given {
+        owner: OwnerId,
+        user: UserId,
+        state: UserState,
+    }
+
+    fn at() -> Timestamp {
+        Timestamp::parse("2026-11-01T00:00:00Z").unwrap()
+    }
+
+    fn fields(token: &str) -> Map<String, Value> {
+        json!({"clientId": "id", "clientSecret": "s", "refreshToken": token})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    fn given(events: &[DomainEvent]) -> UserState {
+        events.iter().fold(UserState::default(), evolve)
+    }
+
+    fn a_user() -> Given {
+        let (owner, user) = (OwnerId::new(), UserId::new());
+        let state = given(&[DomainEvent::UserCreated {
+            user_id: user,
+            owner_id: owner,
+            profile: UserProfile::default(),
+            created_at: at(),
+        }]);
+        Given { owner, user, state }
+    }
+
+    fn with_raven(g: &Given, id: CredentialId) -> UserState {
+        evolve(
+            g.state.clone(),
+            &DomainEvent::CredentialCreated {
+                user_id: g.user,
+                credential_id: id,
+                provider: Provider::Raven,
+                fields: fields("r1"),
+                created_at: at(),
+            },
+        )
+    }
+
+    fn save(owner: OwnerId, id: CredentialId, create_only: bool) -> UserCommand {
+        UserCommand::SaveCredential {
+            owner_id: owner,
+            credential: NewCredential { id, provider: Provider::Raven, fields: fields("r2") },
+            create_only,
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn given_a_user_without_raven_when_saved_then_created() {
+        let g = a_user();
+        let id = CredentialId::new();
+        assert_eq!(
+            decide(&g.state, save(g.owner, id, false)),
+            Ok(vec![DomainEvent::CredentialCreated {
+                user_id: g.user,
+                credential_id: id,
+                provider: Provider::Raven,
+                fields: fields("r2"),
+                created_at: at(),
+            }])
+        );
+    }
+
+    #[test]
+    fn given_raven_when_saved_again_then_replaced() {
+        let g = a_user();
+        let (old, new) = (CredentialId::new(), CredentialId::new());
+        let state = with_raven(&g, old);
+        assert_eq!(
+            decide(&state, save(g.owner, new, false)),
+            Ok(vec![DomainEvent::CredentialReplaced {
+                user_id: g.user,
+                replaced_credential_id: old,
+                credential_id: new,
+                provider: Provider::Raven,
+                fields: fields("r2"),
+                created_at: at(),
+            }])
+        );
+    }
+
+    #[test]
+    fn given_raven_when_saved_create_only_then_refused() {
+        let g = a_user();
+        let state = with_raven(&g, CredentialId::new());
+        assert_eq!(
+            decide(&state, save(g.owner, CredentialId::new(), true)),
+            Err(UserError::CredentialExists(Provider::Raven))
+        );
+    }
+
+    #[test]
+    fn given_another_owners_user_when_anything_then_not_found() {
+        let g = a_user();
+        let stranger = OwnerId::new();
+        assert_eq!(
+            decide(&g.state, save(stranger, CredentialId::new(), false)),
+            Err(UserError::UserNotFound)
+        );
+        assert_eq!(
+            decide(&g.state, UserCommand::Delete { owner_id: stranger }),
+            Err(UserError::UserNotFound)
+        );
+    }
+
+    #[test]
+    fn given_no_raven_when_deleted_then_no_credential() {
+        let g = a_user();
+        let delete = UserCommand::DeleteCredential { owner_id: g.owner, provider: Provider::Raven };
+        assert_eq!(decide(&g.state, delete), Err(UserError::NoCredential(Provider::Raven)));
+    }
+
+    #[test]
+    fn given_a_deleted_user_when_saved_then_not_found_and_cannot_be_recreated() {
+        let g = a_user();
+        let state = evolve(g.state.clone(), &DomainEvent::UserDeleted { user_id: g.user });
+        assert_eq!(decide(&state, save(g.owner, CredentialId::new(), false)), Err(UserError::UserNotFound));
+        let create = UserCommand::Create {
+            user_id: g.user,
+            owner_id: g.owner,
+            profile: UserProfile::default(),
+            credentials: vec![],
+            at: at(),
+        };
+        assert_eq!(decide(&state, create), Err(UserError::UserExists));
+    }
+
+    #[test]
+    fn given_a_replaced_credential_when_its_status_changes_then_the_result_is_stale() {
+        let g = a_user();
+        let old = CredentialId::new();
+        let state = with_raven(&g, old);
+        let state = evolve(
+            state,
+            &DomainEvent::CredentialReplaced {
+                user_id: g.user,
+                replaced_credential_id: old,
+                credential_id: CredentialId::new(),
+                provider: Provider::Raven,
+                fields: fields("r2"),
+                created_at: at(),
+            },
+        );
+        let change = UserCommand::ChangeStatus {
+            credential_id: old,
+            provider: Provider::Raven,
+            status: CredentialStatus::Unauthenticated,
+            reason: None,
+        };
+        assert_eq!(decide(&state, change), Err(UserError::StaleCredential));
+    }
+
+    #[test]
+    fn given_a_status_when_set_to_the_same_then_nothing_happens() {
+        let g = a_user();
+        let id = CredentialId::new();
+        let state = with_raven(&g, id);
+        let change = UserCommand::ChangeStatus {
+            credential_id: id,
+            provider: Provider::Raven,
+            status: CredentialStatus::Ok,
+            reason: None,
+        };
+        assert_eq!(decide(&state, change), Ok(vec![]));
+    }
+}

@@ -1,0 +1,236 @@
+//! The application's use of the ledger: load a stream, fold it, let the pure aggregate decide,
+//! append what it decided at the version it decided on. Handlers and the CLI come through here.
+
+use rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, OnceLock};
+
+use crate::domain::event::ProviderExchange;
+use crate::domain::owner::{self, OwnerCommand, OwnerError, OwnerState};
+use crate::domain::user::{self, UserCommand, UserError, UserState};
+use crate::domain::{Clock, DomainEvent, OwnerId, Timestamp, UserId};
+use crate::store::{views, RecordedEvent, Store, StoreError, StreamAppend};
+
+/// How long a bearer token lives: 24 hours, or 30 days with `rememberMe`.
+pub const TOKEN_TTL_HOURS: i64 = 24;
+pub const REMEMBER_ME_TTL_DAYS: i64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ledger {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Decides `command` against the user's stream and appends the result at the version it
+    /// was decided on. A concurrent writer makes this fail with `StoreError::Conflict`.
+    pub async fn execute(
+        &self,
+        user_id: UserId,
+        command: UserCommand,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let stream_id = user::stream_id(user_id);
+        let history = self.store.read_stream(&stream_id).await?;
+        let version = history.last().map_or(0, |r| r.version);
+        let state = history.iter().map(|r| &r.event).fold(UserState::default(), user::evolve);
+        let owner_id = match (&command, &state) {
+            (UserCommand::Create { owner_id, .. }, _) => Some(*owner_id),
+            (_, UserState::Live(user)) => Some(user.owner_id),
+            _ => None,
+        };
+        let events = user::decide(&state, command)?;
+        if events.is_empty() {
+            return Ok(vec![]);
+        }
+        let append = StreamAppend { stream_id, expected_version: version, owner_id, events };
+        Ok(self.store.append(vec![append], self.now()).await?)
+    }
+
+    /// Records one exchange with a provider, if its credential is still the user's live one.
+    pub async fn record_exchange(&self, exchange: ProviderExchange) -> Result<(), LedgerError> {
+        let user_stream = user::stream_id(exchange.user_id);
+        let history = self.store.read_stream(&user_stream).await?;
+        let version = history.last().map_or(0, |r| r.version);
+        let state = history.iter().map(|r| &r.event).fold(UserState::default(), user::evolve);
+        let UserState::Live(live) = &state else {
+            return Err(UserError::StaleCredential.into());
+        };
+        user::current_credential(live, exchange.provider, exchange.credential_id)?;
+        let log_stream = format!("exchanges:{}", exchange.credential_id);
+        let log_version = self.store.stream_version(&log_stream).await?;
+        let owner_id = Some(live.owner_id);
+        let appends = vec![
+            // Appends nothing; fails if the user's stream moved (credential replaced meanwhile).
+            StreamAppend { stream_id: user_stream, expected_version: version, owner_id, events: vec![] },
+            StreamAppend {
+                stream_id: log_stream,
+                expected_version: log_version,
+                owner_id,
+                events: vec![DomainEvent::ProviderExchangeRecorded { exchange }],
+            },
+        ];
+        self.store.append(appends, self.now()).await?;
+        Ok(())
+    }
+
+    /// Adds an API owner. The password is kept only as an argon2 hash.
+    pub async fn create_owner(&self, username: &str, password: &str) -> Result<OwnerId, LedgerError> {
+        let password_hash = hash_password(password.to_owned()).await?;
+        let stream_id = owner::stream_id(username);
+        let state = self.owner_state(&stream_id).await?;
+        let owner_id = OwnerId::new();
+        let command = OwnerCommand::Create {
+            owner_id,
+            username: username.to_owned(),
+            password_hash,
+            at: self.now(),
+        };
+        let events = owner::decide(&state.0, command)?;
+        let append =
+            StreamAppend { stream_id, expected_version: state.1, owner_id: Some(owner_id), events };
+        self.store.append(vec![append], self.now()).await?;
+        Ok(owner_id)
+    }
+
+    /// On an empty database, creates the first owner and returns its login (shown once).
+    pub async fn bootstrap_owner(&self) -> Result<Option<(String, String)>, LedgerError> {
+        if self.store.read(views::count_owners).await? > 0 {
+            return Ok(None);
+        }
+        let username = "admin".to_owned();
+        let password = random_hex(16);
+        self.create_owner(&username, &password).await?;
+        Ok(Some((username, password)))
+    }
+
+    /// Checks a login and issues a bearer token; `None` when the username or password is wrong.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        remember_me: bool,
+    ) -> Result<Option<String>, LedgerError> {
+        let name = username.to_owned();
+        let found = self.store.read(move |conn| views::owner_by_username(conn, &name)).await?;
+        // Verify against a dummy hash for unknown users so timing does not reveal usernames.
+        let hash = found.as_ref().map_or_else(|| dummy_hash().to_owned(), |o| o.password_hash.clone());
+        let verified = verify_password(password.to_owned(), hash).await?;
+        if found.is_none() || !verified {
+            return Ok(None);
+        }
+        let owner_stream = owner::stream_id(username);
+        let (state, owner_version) = self.owner_state(&owner_stream).await?;
+        let token = random_hex(32);
+        let token_hash = token_hash(&token);
+        let ttl = if remember_me {
+            chrono::Duration::days(REMEMBER_ME_TTL_DAYS)
+        } else {
+            chrono::Duration::hours(TOKEN_TTL_HOURS)
+        };
+        let command = OwnerCommand::IssueToken {
+            token_hash: token_hash.clone(),
+            expires_at: self.now().plus(ttl),
+        };
+        let events = owner::decide(&state, command)?;
+        let owner_id = state.owner_id;
+        let appends = vec![
+            StreamAppend {
+                stream_id: owner_stream,
+                expected_version: owner_version,
+                owner_id,
+                events: vec![],
+            },
+            // One stream per token, so concurrent logins never conflict.
+            StreamAppend { stream_id: format!("token:{token_hash}"), expected_version: 0, owner_id, events },
+        ];
+        self.store.append(appends, self.now()).await?;
+        Ok(Some(token))
+    }
+
+    /// The owner a bearer token belongs to, if it is known and unexpired.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<OwnerId>, LedgerError> {
+        let hash = token_hash(token);
+        let now = self.now();
+        Ok(self.store.read(move |conn| views::owner_by_token(conn, &hash, now)).await?)
+    }
+
+    async fn owner_state(&self, stream_id: &str) -> Result<(OwnerState, u64), LedgerError> {
+        let history = self.store.read_stream(stream_id).await?;
+        let version = history.last().map_or(0, |r| r.version);
+        let state = history.iter().map(|r| &r.event).fold(OwnerState::default(), owner::evolve);
+        Ok((state, version))
+    }
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex(&buf)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(random_hex(16).as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+async fn hash_password(password: String) -> Result<String, LedgerError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| LedgerError::Internal(format!("cannot hash a password: {e}")))
+    })
+    .await
+    .map_err(|e| LedgerError::Internal(e.to_string()))?
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, LedgerError> {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|e| LedgerError::Internal(e.to_string()))
+}

@@ -1,0 +1,144 @@
+//! Projections: the current views, updated in the append's transaction and rebuilt from position 0.
+
+use rusqlite::{params, Connection};
+
+use super::{RecordedEvent, StoreError};
+use crate::domain::{CredentialStatus, DomainEvent};
+
+/// Applies one recorded event to every projection table.
+pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreError> {
+    use DomainEvent as E;
+    match &recorded.event {
+        E::OwnerCreated { owner_id, username, password_hash, created_at } => {
+            conn.prepare_cached(
+                "INSERT INTO owners (id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                owner_id.to_string(),
+                username,
+                password_hash,
+                created_at.to_string()
+            ])?;
+        }
+        E::OwnerTokenIssued { owner_id, token_hash, expires_at } => {
+            conn.prepare_cached(
+                "INSERT INTO owner_tokens (token_hash, owner_id, expires_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![token_hash, owner_id.to_string(), expires_at.to_string()])?;
+        }
+        E::UserCreated { user_id, owner_id, profile, created_at } => {
+            conn.prepare_cached(
+                "INSERT INTO users (id, owner_id, seq, name, email, phone, address, external_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                user_id.to_string(),
+                owner_id.to_string(),
+                recorded.position,
+                profile.name,
+                profile.email,
+                profile.phone,
+                profile.address,
+                profile.external_id,
+                created_at.to_string(),
+            ])?;
+        }
+        E::UserUpdated { user_id, profile } => {
+            conn.prepare_cached(
+                "UPDATE users SET name = ?2, email = ?3, phone = ?4, address = ?5, external_id = ?6
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                user_id.to_string(),
+                profile.name,
+                profile.email,
+                profile.phone,
+                profile.address,
+                profile.external_id,
+            ])?;
+        }
+        E::UserDeleted { user_id } => {
+            let id = user_id.to_string();
+            conn.prepare_cached("DELETE FROM provider_exchanges WHERE user_id = ?1")?.execute([&id])?;
+            conn.prepare_cached("DELETE FROM credentials WHERE user_id = ?1")?.execute([&id])?;
+            conn.prepare_cached("DELETE FROM users WHERE id = ?1")?.execute([&id])?;
+        }
+        E::CredentialCreated { user_id, credential_id, provider, fields, created_at } => {
+            insert_credential(conn, recorded, user_id, credential_id, *provider, fields, created_at)?;
+        }
+        E::CredentialReplaced {
+            user_id,
+            replaced_credential_id,
+            credential_id,
+            provider,
+            fields,
+            created_at,
+        } => {
+            delete_credential(conn, &replaced_credential_id.to_string())?;
+            insert_credential(conn, recorded, user_id, credential_id, *provider, fields, created_at)?;
+        }
+        E::CredentialDeleted { credential_id, .. } => {
+            delete_credential(conn, &credential_id.to_string())?;
+        }
+        E::CredentialStatusChanged { credential_id, status, .. } => {
+            conn.prepare_cached("UPDATE credentials SET status = ?2 WHERE id = ?1")?
+                .execute(params![credential_id.to_string(), status.as_str()])?;
+        }
+        E::ProviderExchangeRecorded { exchange: x } => {
+            // Only a live credential has a log; the ledger keeps the fact either way.
+            conn.prepare_cached(
+                "INSERT INTO provider_exchanges
+                   (id, credential_id, user_id, request_method, request_url, status_code, headers, body, recorded_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+                 WHERE EXISTS (SELECT 1 FROM credentials WHERE id = ?2)",
+            )?
+            .execute(params![
+                x.exchange_id.to_string(),
+                x.credential_id.to_string(),
+                x.user_id.to_string(),
+                x.request_method,
+                x.request_url,
+                x.status_code,
+                x.headers,
+                x.body,
+                x.recorded_at.to_string(),
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_credential(
+    conn: &Connection,
+    recorded: &RecordedEvent,
+    user_id: &crate::domain::UserId,
+    credential_id: &crate::domain::CredentialId,
+    provider: crate::domain::Provider,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    created_at: &crate::domain::Timestamp,
+) -> Result<(), StoreError> {
+    let owner_id = recorded
+        .owner_id
+        .ok_or_else(|| StoreError::Corrupt(format!("event {} has no owner", recorded.position)))?;
+    conn.prepare_cached(
+        "INSERT INTO credentials (id, user_id, owner_id, provider, status, fields, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        credential_id.to_string(),
+        user_id.to_string(),
+        owner_id.to_string(),
+        provider.key(),
+        CredentialStatus::Ok.as_str(),
+        serde_json::Value::Object(fields.clone()).to_string(),
+        created_at.to_string(),
+    ])?;
+    Ok(())
+}
+
+fn delete_credential(conn: &Connection, credential_id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
+        .execute([credential_id])?;
+    conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?.execute([credential_id])?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The database layout. The `events` table is the ledger; everything else is a projection
+//! that `rebuild` can drop and recreate from it.
+
+use rusqlite::Connection;
+
+/// Connection settings shared by the writer and the readers.
+pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+const LEDGER: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    position      INTEGER PRIMARY KEY,          -- gap-free global order, 1, 2, 3, …
+    stream_id     TEXT    NOT NULL,
+    version       INTEGER NOT NULL CHECK (version >= 1),
+    event_type    TEXT    NOT NULL,
+    event_version INTEGER NOT NULL DEFAULT 1,
+    payload       TEXT    NOT NULL CHECK (json_valid(payload)),
+    owner_id      TEXT,
+    recorded_at   TEXT    NOT NULL,
+    UNIQUE (stream_id, version)
+);
+CREATE TRIGGER IF NOT EXISTS events_are_never_updated BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the events table is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the events table is append-only: DELETE refused'); END;
+"#;
+
+/// Every projection table, in the order `rebuild` drops them.
+pub const PROJECTION_TABLES: &[&str] =
+    &["provider_exchanges", "credentials", "users", "owner_tokens", "owners"];
+
+const PROJECTIONS: &str = r#"
+CREATE TABLE IF NOT EXISTS owners (
+    id            TEXT PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS owner_tokens (
+    token_hash TEXT PRIMARY KEY,
+    owner_id   TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    id          TEXT PRIMARY KEY,
+    owner_id    TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,               -- ledger position of its creation: list order
+    name        TEXT,
+    email       TEXT,
+    phone       TEXT,
+    address     TEXT,
+    external_id TEXT,
+    created_at  TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_by_owner ON users (owner_id, seq);
+CREATE TABLE IF NOT EXISTS credentials (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    owner_id   TEXT NOT NULL,
+    provider   TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    fields     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (user_id, provider)
+);
+CREATE TABLE IF NOT EXISTS provider_exchanges (
+    id             TEXT PRIMARY KEY,
+    credential_id  TEXT    NOT NULL,
+    user_id        TEXT    NOT NULL,
+    request_method TEXT    NOT NULL,
+    request_url    TEXT    NOT NULL,
+    status_code    INTEGER NOT NULL,
+    headers        TEXT    NOT NULL,
+    body           TEXT    NOT NULL,
+    recorded_at    TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exchanges_by_credential
+    ON provider_exchanges (credential_id, recorded_at DESC);
+CREATE INDEX IF NOT EXISTS exchanges_by_user ON provider_exchanges (user_id);
+"#;
+
+pub fn create_ledger(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(LEDGER)
+}
+
+pub fn create_projections(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(PROJECTIONS)
+}
+
+pub fn drop_projections(conn: &Connection) -> rusqlite::Result<()> {
+    for table in PROJECTION_TABLES {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {table};"))?;
+    }
+    Ok(())
+}

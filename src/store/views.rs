@@ -1,0 +1,219 @@
+//! Reading the projections. Every query that touches a user or a credential is scoped by owner.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{Map, Value};
+
+use super::StoreError;
+use crate::domain::event::UserProfile;
+use crate::domain::{
+    CredentialId, CredentialStatus, ExchangeId, OwnerId, Provider, Timestamp, UserId,
+};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnerView {
+    pub id: OwnerId,
+    pub username: String,
+    pub password_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CredentialView {
+    pub id: CredentialId,
+    pub user_id: UserId,
+    pub provider: Provider,
+    pub status: CredentialStatus,
+    pub fields: Map<String, Value>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserView {
+    pub id: UserId,
+    pub profile: UserProfile,
+    pub created_at: Timestamp,
+    pub credentials: Vec<CredentialView>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExchangeView {
+    pub id: ExchangeId,
+    pub status_code: u16,
+    pub headers: String,
+    pub body: String,
+    pub recorded_at: Timestamp,
+}
+
+/// Filters and page of `GET /users`.
+#[derive(Clone, Debug, Default)]
+pub struct UserQuery {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+    pub page: u32,
+    pub size: u32,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn parse<T: std::str::FromStr>(text: String, what: &str) -> Result<T, StoreError> {
+    text.parse().map_err(|_| corrupt(what))
+}
+
+fn timestamp(text: String) -> Result<Timestamp, StoreError> {
+    Timestamp::parse(&text).ok_or_else(|| corrupt("bad timestamp in a projection"))
+}
+
+pub fn owner_by_username(conn: &Connection, username: &str) -> Result<Option<OwnerView>, StoreError> {
+    let row = conn
+        .prepare_cached("SELECT id, username, password_hash FROM owners WHERE username = ?1")?
+        .query_row([username], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    row.map(|(id, username, password_hash)| {
+        Ok(OwnerView { id: parse(id, "owner id")?, username, password_hash })
+    })
+    .transpose()
+}
+
+pub fn count_owners(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM owners", [], |r| r.get(0))?)
+}
+
+/// The owner holding this token hash, if the token has not expired at `now`.
+pub fn owner_by_token(
+    conn: &Connection,
+    token_hash: &str,
+    now: Timestamp,
+) -> Result<Option<OwnerId>, StoreError> {
+    let id: Option<String> = conn
+        .prepare_cached("SELECT owner_id FROM owner_tokens WHERE token_hash = ?1 AND expires_at > ?2")?
+        .query_row(params![token_hash, now.to_string()], |r| r.get(0))
+        .optional()?;
+    id.map(|id| parse(id, "owner id")).transpose()
+}
+
+const CREDENTIAL_COLUMNS: &str = "id, user_id, provider, status, fields, created_at";
+
+type RawCredential = (String, String, String, String, String, String);
+
+fn raw_credential(r: &Row<'_>) -> rusqlite::Result<RawCredential> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn credential(raw: RawCredential) -> Result<CredentialView, StoreError> {
+    let (id, user_id, provider, status, fields, created_at) = raw;
+    Ok(CredentialView {
+        id: parse(id, "credential id")?,
+        user_id: parse(user_id, "user id")?,
+        provider: Provider::from_key(&provider).ok_or_else(|| corrupt("unknown provider"))?,
+        status: CredentialStatus::parse(&status).ok_or_else(|| corrupt("unknown status"))?,
+        fields: serde_json::from_str(&fields).map_err(|_| corrupt("credential fields"))?,
+        created_at: timestamp(created_at)?,
+    })
+}
+
+pub fn credential_of(
+    conn: &Connection,
+    owner: OwnerId,
+    user: UserId,
+    provider: Provider,
+) -> Result<Option<CredentialView>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE owner_id = ?1 AND user_id = ?2 AND provider = ?3"
+    ))?
+    .query_row(params![owner.to_string(), user.to_string(), provider.key()], raw_credential)
+    .optional()?
+    .map(credential)
+    .transpose()
+}
+
+fn credentials_of_user(conn: &Connection, user: &str) -> Result<Vec<CredentialView>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE user_id = ?1 ORDER BY provider"
+    ))?;
+    let rows = stmt.query_map([user], raw_credential)?;
+    rows.map(|raw| credential(raw?)).collect()
+}
+
+const USER_COLUMNS: &str = "id, name, email, phone, address, external_id, created_at";
+
+type RawUser = (String, UserProfile, String);
+
+fn raw_user(r: &Row<'_>) -> rusqlite::Result<RawUser> {
+    let profile = UserProfile {
+        name: r.get(1)?,
+        email: r.get(2)?,
+        phone: r.get(3)?,
+        address: r.get(4)?,
+        external_id: r.get(5)?,
+    };
+    Ok((r.get(0)?, profile, r.get(6)?))
+}
+
+fn user(conn: &Connection, raw: RawUser) -> Result<UserView, StoreError> {
+    let (id, profile, created_at) = raw;
+    let credentials = credentials_of_user(conn, &id)?;
+    Ok(UserView { id: parse(id, "user id")?, profile, created_at: timestamp(created_at)?, credentials })
+}
+
+pub fn user_of(conn: &Connection, owner: OwnerId, id: UserId) -> Result<Option<UserView>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE owner_id = ?1 AND id = ?2"))?
+        .query_row(params![owner.to_string(), id.to_string()], raw_user)
+        .optional()?
+        .map(|raw| user(conn, raw))
+        .transpose()
+}
+
+/// One page of the owner's users, oldest first, and the total matching the filters.
+pub fn users_of(
+    conn: &Connection,
+    owner: OwnerId,
+    query: &UserQuery,
+) -> Result<(Vec<UserView>, u64), StoreError> {
+    let filter = "owner_id = ?1 AND (?2 IS NULL OR email = ?2) AND (?3 IS NULL OR name = ?3)
+                  AND (?4 IS NULL OR external_id = ?4)";
+    let owner = owner.to_string();
+    let filters = params![owner, query.email, query.name, query.external_id];
+    let total: u64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM users WHERE {filter}"))?
+        .query_row(filters, |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY seq LIMIT ?5 OFFSET ?6"
+    ))?;
+    let offset = u64::from(query.page) * u64::from(query.size);
+    let raws: Vec<RawUser> = stmt
+        .query_map(
+            params![owner, query.email, query.name, query.external_id, query.size, offset],
+            raw_user,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let users = raws.into_iter().map(|raw| user(conn, raw)).collect::<Result<_, _>>()?;
+    Ok((users, total))
+}
+
+/// The credential's exchanges recorded at or after `since`, newest first.
+pub fn exchanges_of(
+    conn: &Connection,
+    credential: CredentialId,
+    since: Timestamp,
+) -> Result<Vec<ExchangeView>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, status_code, headers, body, recorded_at FROM provider_exchanges
+         WHERE credential_id = ?1 AND recorded_at >= ?2 ORDER BY recorded_at DESC, id DESC",
+    )?;
+    let rows = stmt.query_map(params![credential.to_string(), since.to_string()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?))
+    })?;
+    rows.map(|row| {
+        let (id, status_code, headers, body, recorded_at) = row?;
+        Ok(ExchangeView {
+            id: parse(id, "exchange id")?,
+            status_code,
+            headers,
+            body,
+            recorded_at: timestamp(recorded_at)?,
+        })
+    })
+    .collect()
+}
