@@ -11,7 +11,11 @@ use crate::startup::{Application, Settings};
 use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "credential-ledger", version, about = "A self-hosted, Leaf-compatible provider-credential ledger")]
+#[command(
+    name = "credential-ledger",
+    version,
+    about = "A self-hosted, Leaf-compatible provider-credential ledger"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -22,7 +26,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct DatabaseArgs {
     /// The SQLite file (its folder is created on first start).
-    #[arg(long, global = true, env = "CREDENTIAL_LEDGER_DATABASE", default_value = "./data/ledger.sqlite")]
+    #[arg(
+        long,
+        global = true,
+        env = "CREDENTIAL_LEDGER_DATABASE",
+        default_value = "./data/ledger.sqlite"
+    )]
     database: PathBuf,
     /// Commit with synchronous=NORMAL instead of FULL: faster, but a power cut may lose the
     /// last commits (never corrupts the database).
@@ -36,7 +45,9 @@ impl DatabaseArgs {
     }
 
     fn options(&self) -> StoreOptions {
-        StoreOptions { synchronous_full: !self.relaxed_durability }
+        StoreOptions {
+            synchronous_full: !self.relaxed_durability,
+        }
     }
 }
 
@@ -84,8 +95,14 @@ impl Cli {
                 let mut input = String::new();
                 std::io::stdin().read_to_string(&mut input)?;
                 let password = input.lines().next().unwrap_or("").to_owned();
-                anyhow::ensure!(!username.trim().is_empty(), "the username must not be blank");
-                anyhow::ensure!(password.len() >= 8, "the password must have at least 8 characters");
+                anyhow::ensure!(
+                    !username.trim().is_empty(),
+                    "the username must not be blank"
+                );
+                anyhow::ensure!(
+                    password.len() >= 8,
+                    "the password must have at least 8 characters"
+                );
                 let ledger = Ledger::new(self.database.open()?, Arc::new(SystemClock));
                 let id = ledger.create_owner(&username, &password).await?;
                 println!("created owner {username} ({id})");
@@ -101,7 +118,10 @@ impl Cli {
                 let done = store
                     .rebuild(|done, total| eprintln!("rebuild: {done}/{total} events applied"))
                     .await?;
-                println!("rebuilt every projection from {done} events in {:.2?}", started.elapsed());
+                println!(
+                    "rebuilt every projection from {done} events in {:.2?}",
+                    started.elapsed()
+                );
                 Ok(())
             }
         }
@@ -116,7 +136,9 @@ impl ServeArgs {
             #[command(flatten)]
             serve: ServeArgs,
         }
-        Only::try_parse_from(["credential-ledger"]).map(|o| o.serve).unwrap_or_default()
+        Only::try_parse_from(["credential-ledger"])
+            .map(|o| o.serve)
+            .unwrap_or_default()
     }
 }
 

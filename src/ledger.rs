@@ -1,9 +1,9 @@
 //! The application's use of the ledger: load a stream, fold it, let the pure aggregate decide,
 //! append what it decided at the version it decided on. Handlers and the CLI come through here.
 
-use rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
 
@@ -58,7 +58,10 @@ impl Ledger {
         let stream_id = user::stream_id(user_id);
         let history = self.store.read_stream(&stream_id).await?;
         let version = history.last().map_or(0, |r| r.version);
-        let state = history.iter().map(|r| &r.event).fold(UserState::default(), user::evolve);
+        let state = history
+            .iter()
+            .map(|r| &r.event)
+            .fold(UserState::default(), user::evolve);
         let owner_id = match (&command, &state) {
             (UserCommand::Create { owner_id, .. }, _) => Some(*owner_id),
             (_, UserState::Live(user)) => Some(user.owner_id),
@@ -68,7 +71,12 @@ impl Ledger {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        let append = StreamAppend { stream_id, expected_version: version, owner_id, events };
+        let append = StreamAppend {
+            stream_id,
+            expected_version: version,
+            owner_id,
+            events,
+        };
         Ok(self.store.append(vec![append], self.now()).await?)
     }
 
@@ -77,7 +85,10 @@ impl Ledger {
         let user_stream = user::stream_id(exchange.user_id);
         let history = self.store.read_stream(&user_stream).await?;
         let version = history.last().map_or(0, |r| r.version);
-        let state = history.iter().map(|r| &r.event).fold(UserState::default(), user::evolve);
+        let state = history
+            .iter()
+            .map(|r| &r.event)
+            .fold(UserState::default(), user::evolve);
         let UserState::Live(live) = &state else {
             return Err(UserError::StaleCredential.into());
         };
@@ -87,7 +98,12 @@ impl Ledger {
         let owner_id = Some(live.owner_id);
         let appends = vec![
             // Appends nothing; fails if the user's stream moved (credential replaced meanwhile).
-            StreamAppend { stream_id: user_stream, expected_version: version, owner_id, events: vec![] },
+            StreamAppend {
+                stream_id: user_stream,
+                expected_version: version,
+                owner_id,
+                events: vec![],
+            },
             StreamAppend {
                 stream_id: log_stream,
                 expected_version: log_version,
@@ -100,7 +116,11 @@ impl Ledger {
     }
 
     /// Adds an API owner. The password is kept only as an argon2 hash.
-    pub async fn create_owner(&self, username: &str, password: &str) -> Result<OwnerId, LedgerError> {
+    pub async fn create_owner(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<OwnerId, LedgerError> {
         let password_hash = hash_password(password.to_owned()).await?;
         let stream_id = owner::stream_id(username);
         let state = self.owner_state(&stream_id).await?;
@@ -112,8 +132,12 @@ impl Ledger {
             at: self.now(),
         };
         let events = owner::decide(&state.0, command)?;
-        let append =
-            StreamAppend { stream_id, expected_version: state.1, owner_id: Some(owner_id), events };
+        let append = StreamAppend {
+            stream_id,
+            expected_version: state.1,
+            owner_id: Some(owner_id),
+            events,
+        };
         self.store.append(vec![append], self.now()).await?;
         Ok(owner_id)
     }
@@ -137,9 +161,14 @@ impl Ledger {
         remember_me: bool,
     ) -> Result<Option<String>, LedgerError> {
         let name = username.to_owned();
-        let found = self.store.read(move |conn| views::owner_by_username(conn, &name)).await?;
+        let found = self
+            .store
+            .read(move |conn| views::owner_by_username(conn, &name))
+            .await?;
         // Verify against a dummy hash for unknown users so timing does not reveal usernames.
-        let hash = found.as_ref().map_or_else(|| dummy_hash().to_owned(), |o| o.password_hash.clone());
+        let hash = found
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_owned(), |o| o.password_hash.clone());
         let verified = verify_password(password.to_owned(), hash).await?;
         if found.is_none() || !verified {
             return Ok(None);
@@ -167,7 +196,12 @@ impl Ledger {
                 events: vec![],
             },
             // One stream per token, so concurrent logins never conflict.
-            StreamAppend { stream_id: format!("token:{token_hash}"), expected_version: 0, owner_id, events },
+            StreamAppend {
+                stream_id: format!("token:{token_hash}"),
+                expected_version: 0,
+                owner_id,
+                events,
+            },
         ];
         self.store.append(appends, self.now()).await?;
         Ok(Some(token))
@@ -177,13 +211,19 @@ impl Ledger {
     pub async fn authenticate(&self, token: &str) -> Result<Option<OwnerId>, LedgerError> {
         let hash = token_hash(token);
         let now = self.now();
-        Ok(self.store.read(move |conn| views::owner_by_token(conn, &hash, now)).await?)
+        Ok(self
+            .store
+            .read(move |conn| views::owner_by_token(conn, &hash, now))
+            .await?)
     }
 
     async fn owner_state(&self, stream_id: &str) -> Result<(OwnerState, u64), LedgerError> {
         let history = self.store.read_stream(stream_id).await?;
         let version = history.last().map_or(0, |r| r.version);
-        let state = history.iter().map(|r| &r.event).fold(OwnerState::default(), owner::evolve);
+        let state = history
+            .iter()
+            .map(|r| &r.event)
+            .fold(OwnerState::default(), owner::evolve);
         Ok((state, version))
     }
 }
@@ -228,7 +268,11 @@ async fn hash_password(password: String) -> Result<String, LedgerError> {
 async fn verify_password(password: String, hash: String) -> Result<bool, LedgerError> {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await

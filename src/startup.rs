@@ -39,14 +39,21 @@ impl Application {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         let store = Store::open(&settings.database, settings.store)?;
         let ledger = Ledger::new(store, clock);
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let server = server(listener, ledger.clone(), settings.workers)?;
-        Ok(Application { port, server, ledger })
+        Ok(Application {
+            port,
+            server,
+            ledger,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -12,9 +12,21 @@ use crate::domain::provider::{validate_object, FieldKind, FieldSpec};
 use crate::ledger::Ledger;
 
 const LOGIN_FIELDS: &[FieldSpec] = &[
-    FieldSpec { rust_name: "username", required: true, kind: FieldKind::Plain },
-    FieldSpec { rust_name: "password", required: true, kind: FieldKind::Secret },
-    FieldSpec { rust_name: "remember_me", required: false, kind: FieldKind::Boolean },
+    FieldSpec {
+        rust_name: "username",
+        required: true,
+        kind: FieldKind::Plain,
+    },
+    FieldSpec {
+        rust_name: "password",
+        required: true,
+        kind: FieldKind::Secret,
+    },
+    FieldSpec {
+        rust_name: "remember_me",
+        required: false,
+        kind: FieldKind::Boolean,
+    },
 ];
 
 /// An API owner's login.
@@ -58,12 +70,20 @@ pub struct IdToken {
     ),
 )]
 #[post("/api/authenticate")]
-pub async fn authenticate(ledger: Data<Ledger>, JsonBody(body): JsonBody) -> Result<HttpResponse, ApiError> {
-    let fields = validate_object("loginVM", LOGIN_FIELDS, &body, &[]).map_err(ApiError::Validation)?;
+pub async fn authenticate(
+    ledger: Data<Ledger>,
+    JsonBody(body): JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let fields =
+        validate_object("loginVM", LOGIN_FIELDS, &body, &[]).map_err(ApiError::Validation)?;
     let login: LoginRequest = serde_json::from_value(serde_json::Value::Object(fields))
         .map_err(|e| ApiError::Internal(format!("validated login does not parse: {e}")))?;
     let token = ledger
-        .login(&login.username, &login.password, login.remember_me.unwrap_or(false))
+        .login(
+            &login.username,
+            &login.password,
+            login.remember_me.unwrap_or(false),
+        )
         .await?
         .ok_or_else(|| ApiError::Unauthorized("bad credentials".into()))?;
     Ok(HttpResponse::Ok()

@@ -49,7 +49,11 @@ pub struct ProviderEvent {
 
 /// The typed response body of a stored credential.
 pub fn body<R: DeserializeOwned>(view: &CredentialView) -> Result<R, ApiError> {
-    let scopes = view.fields.get("scopes").cloned().unwrap_or_else(|| json!([]));
+    let scopes = view
+        .fields
+        .get("scopes")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
     let mut object = Map::new();
     object.insert("id".into(), json!(view.id));
     object.insert("status".into(), json!(view.status));
@@ -58,7 +62,10 @@ pub fn body<R: DeserializeOwned>(view: &CredentialView) -> Result<R, ApiError> {
     object.insert("scopes".into(), scopes);
     object.extend(view.fields.clone());
     serde_json::from_value(Value::Object(object)).map_err(|e| {
-        ApiError::Internal(format!("stored {:?} credential does not fit its schema: {e}", view.provider))
+        ApiError::Internal(format!(
+            "stored {:?} credential does not fit its schema: {e}",
+            view.provider
+        ))
     })
 }
 
@@ -72,7 +79,10 @@ pub fn create_only(request: &HttpRequest) -> bool {
 }
 
 fn no_credential(provider: Provider) -> ApiError {
-    ApiError::NotFound(format!("the user has no {} credentials", provider.spec().name))
+    ApiError::NotFound(format!(
+        "the user has no {} credentials",
+        provider.spec().name
+    ))
 }
 
 pub async fn get(
@@ -97,26 +107,48 @@ pub async fn save(
     create_only: bool,
 ) -> Result<CredentialView, ApiError> {
     let fields = spec.validate(&body).map_err(ApiError::Validation)?;
-    let credential = NewCredential { id: CredentialId::new(), provider: spec.provider, fields };
+    let credential = NewCredential {
+        id: CredentialId::new(),
+        provider: spec.provider,
+        fields,
+    };
     let at = ledger.now();
     let recorded = ledger
-        .execute(user, UserCommand::SaveCredential { owner_id: owner, credential, create_only, at })
+        .execute(
+            user,
+            UserCommand::SaveCredential {
+                owner_id: owner,
+                credential,
+                create_only,
+                at,
+            },
+        )
         .await?;
     // Answer with what this request stored, even if a later one has replaced it since.
     recorded
         .iter()
         .find_map(|r| match &r.event {
-            DomainEvent::CredentialCreated { credential_id, provider, fields, created_at, .. }
-            | DomainEvent::CredentialReplaced { credential_id, provider, fields, created_at, .. } => {
-                Some(CredentialView {
-                    id: *credential_id,
-                    user_id: user,
-                    provider: *provider,
-                    status: CredentialStatus::Ok,
-                    fields: fields.clone(),
-                    created_at: *created_at,
-                })
+            DomainEvent::CredentialCreated {
+                credential_id,
+                provider,
+                fields,
+                created_at,
+                ..
             }
+            | DomainEvent::CredentialReplaced {
+                credential_id,
+                provider,
+                fields,
+                created_at,
+                ..
+            } => Some(CredentialView {
+                id: *credential_id,
+                user_id: user,
+                provider: *provider,
+                status: CredentialStatus::Ok,
+                fields: fields.clone(),
+                created_at: *created_at,
+            }),
             _ => None,
         })
         .ok_or_else(|| ApiError::Internal("saving a credential recorded no credential".into()))
@@ -129,7 +161,13 @@ pub async fn delete(
     provider: Provider,
 ) -> Result<(), ApiError> {
     ledger
-        .execute(user, UserCommand::DeleteCredential { owner_id: owner, provider })
+        .execute(
+            user,
+            UserCommand::DeleteCredential {
+                owner_id: owner,
+                provider,
+            },
+        )
         .await?;
     Ok(())
 }
@@ -141,7 +179,9 @@ pub async fn events(
     provider: Provider,
 ) -> Result<Vec<ProviderEvent>, ApiError> {
     let credential = get(ledger, owner, user, provider).await?;
-    let since = ledger.now().minus(chrono::Duration::days(EVENTS_WINDOW_DAYS));
+    let since = ledger
+        .now()
+        .minus(chrono::Duration::days(EVENTS_WINDOW_DAYS));
     let exchanges = ledger
         .store()
         .read(move |conn| views::exchanges_of(conn, credential.id, since))

@@ -207,7 +207,9 @@ impl From<LedgerError> for ApiError {
             LedgerError::User(e) => e.into(),
             LedgerError::Store(e) => e.into(),
             LedgerError::Owner(OwnerError::Exists) => ApiError::Conflict("username taken".into()),
-            LedgerError::Owner(OwnerError::Unknown) => ApiError::Unauthorized("unknown owner".into()),
+            LedgerError::Owner(OwnerError::Unknown) => {
+                ApiError::Unauthorized("unknown owner".into())
+            }
             LedgerError::Internal(cause) => ApiError::Internal(cause),
         }
     }

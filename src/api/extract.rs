@@ -25,18 +25,27 @@ impl FromRequest for Owner {
         Box::pin(async move {
             let ledger = ledger.ok_or_else(|| ApiError::Internal("no ledger configured".into()))?;
             let token = token.ok_or_else(|| {
-                ApiError::Unauthorized("an `Authorization: Bearer <token>` header is required".into())
+                ApiError::Unauthorized(
+                    "an `Authorization: Bearer <token>` header is required".into(),
+                )
             })?;
             match ledger.authenticate(&token).await? {
                 Some(owner) => Ok(Owner(owner)),
-                None => Err(ApiError::Unauthorized("the bearer token is unknown or expired".into())),
+                None => Err(ApiError::Unauthorized(
+                    "the bearer token is unknown or expired".into(),
+                )),
             }
         })
     }
 }
 
 fn bearer_token(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
@@ -58,9 +67,9 @@ impl FromRequest for LeafUserId {
             (None, None) => return ready(Err(ApiError::Internal("route has no user id".into()))),
         };
         ready(
-            raw.parse()
-                .map(LeafUserId)
-                .map_err(|_| ApiError::BadRequest(format!("path parameter `{name}` must be a UUID"))),
+            raw.parse().map(LeafUserId).map_err(|_| {
+                ApiError::BadRequest(format!("path parameter `{name}` must be a UUID"))
+            }),
         )
     }
 }
@@ -82,10 +91,20 @@ impl FromRequest for JsonBody {
             .map(|v| v.to_str().unwrap_or("?").to_owned());
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| ApiError::from_actix(&e))?;
-            let essence = content_type
-                .as_deref()
-                .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            let bytes = bytes.await.map_err(|e| match ApiError::from_actix(&e) {
+                ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(format!(
+                    "the body is larger than {} bytes",
+                    crate::startup::MAX_BODY_BYTES
+                )),
+                other => other,
+            })?;
+            let essence = content_type.as_deref().map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
             let acceptable = match essence.as_deref() {
                 None | Some("application/json") => true,
                 Some(ct) if ct.starts_with("application/") && ct.ends_with("+json") => true,

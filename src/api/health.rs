@@ -28,5 +28,7 @@ pub struct Health {
 #[get("/health")]
 pub async fn health(ledger: Data<Ledger>) -> Result<HttpResponse, ApiError> {
     ledger.store().ping().await?;
-    Ok(HttpResponse::Ok().json(Health { status: "UP".into() }))
+    Ok(HttpResponse::Ok().json(Health {
+        status: "UP".into(),
+    }))
 }

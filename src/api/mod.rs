@@ -22,11 +22,13 @@ pub const BASE: &str = "/services/usermanagement/api";
 
 /// Registers every endpoint; the OpenAPI document is collected from the same calls.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(auth::authenticate).service(health::health).service(
-        utoipa_actix_web::scope(BASE)
-            .configure(users::configure)
-            .configure(crate::providers::configure),
-    );
+    cfg.service(auth::authenticate)
+        .service(health::health)
+        .service(
+            utoipa_actix_web::scope(BASE)
+                .configure(users::configure)
+                .configure(crate::providers::configure),
+        );
 }
 
 /// Every documented path and its methods, to tell 405 from 404.
@@ -46,7 +48,11 @@ impl RouteTable {
                     (Method::DELETE, item.delete.is_some()),
                     (Method::PATCH, item.patch.is_some()),
                 ];
-                let methods = methods.into_iter().filter(|(_, has)| *has).map(|(m, _)| m).collect();
+                let methods = methods
+                    .into_iter()
+                    .filter(|(_, has)| *has)
+                    .map(|(m, _)| m)
+                    .collect();
                 (ResourceDef::new(path.as_str()), methods)
             })
             .collect();
@@ -55,10 +61,16 @@ impl RouteTable {
 }
 
 /// Answers requests no route took: 405 with `Allow` when the path exists, else 404.
-pub async fn not_routed(request: HttpRequest, routes: Data<RouteTable>) -> Result<HttpResponse, ApiError> {
+pub async fn not_routed(
+    request: HttpRequest,
+    routes: Data<RouteTable>,
+) -> Result<HttpResponse, ApiError> {
     let path = request.path();
     Err(match routes.0.iter().find(|(def, _)| def.is_match(path)) {
-        Some((_, allow)) => ApiError::MethodNotAllowed { method: request.method().clone(), allow: allow.clone() },
+        Some((_, allow)) => ApiError::MethodNotAllowed {
+            method: request.method().clone(),
+            allow: allow.clone(),
+        },
         None => ApiError::NotFound(format!("no route for {path}")),
     })
 }
@@ -76,13 +88,13 @@ pub async fn problem_details(
         Err(error) if error.as_error::<ApiError>().is_some() => return Err(error),
         Err(error) => return Err(ApiError::from_actix(&error).into()),
     };
-    let rendered = match response.response().error() {
-        Some(error) => Some(match error.as_error::<ApiError>() {
+    let rendered = response
+        .response()
+        .error()
+        .map(|error| match error.as_error::<ApiError>() {
             Some(api) => api.render(Some(&path)),
             None => ApiError::from_actix(error).render(Some(&path)),
-        }),
-        None => None,
-    };
+        });
     Ok(match rendered {
         Some(problem) => response.into_response(problem),
         None => response.map_into_boxed_body(),

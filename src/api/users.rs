@@ -22,11 +22,31 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 const OBJECT: &str = "leafUser";
 
 const PROFILE: [FieldSpec; 5] = [
-    FieldSpec { rust_name: "name", required: false, kind: FieldKind::Plain },
-    FieldSpec { rust_name: "email", required: false, kind: FieldKind::Plain },
-    FieldSpec { rust_name: "phone", required: false, kind: FieldKind::Plain },
-    FieldSpec { rust_name: "address", required: false, kind: FieldKind::Plain },
-    FieldSpec { rust_name: "external_id", required: false, kind: FieldKind::Plain },
+    FieldSpec {
+        rust_name: "name",
+        required: false,
+        kind: FieldKind::Plain,
+    },
+    FieldSpec {
+        rust_name: "email",
+        required: false,
+        kind: FieldKind::Plain,
+    },
+    FieldSpec {
+        rust_name: "phone",
+        required: false,
+        kind: FieldKind::Plain,
+    },
+    FieldSpec {
+        rust_name: "address",
+        required: false,
+        kind: FieldKind::Plain,
+    },
+    FieldSpec {
+        rust_name: "external_id",
+        required: false,
+        kind: FieldKind::Plain,
+    },
 ];
 
 /// A Leaf user, with the credentials it holds.
@@ -104,7 +124,13 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 }
 
 fn leaf_user(view: UserView) -> Result<LeafUser, ApiError> {
-    let UserProfile { name, email, phone, address, external_id } = view.profile;
+    let UserProfile {
+        name,
+        email,
+        phone,
+        address,
+        external_id,
+    } = view.profile;
     Ok(LeafUser {
         id: view.id,
         name,
@@ -163,9 +189,11 @@ pub async fn create_user(
         match body.get(name) {
             None | Some(Value::Null) => {}
             Some(object) => match provider.spec().validate(object) {
-                Ok(fields) => {
-                    credentials.push(NewCredential { id: CredentialId::new(), provider, fields })
-                }
+                Ok(fields) => credentials.push(NewCredential {
+                    id: CredentialId::new(),
+                    provider,
+                    fields,
+                }),
                 Err(e) => errors.extend(e),
             },
         }
@@ -232,7 +260,10 @@ pub async fn list_users(
         .store()
         .read(move |conn| views::users_of(conn, owner.0, &query))
         .await?;
-    let users = users.into_iter().map(leaf_user).collect::<Result<Vec<_>, _>>()?;
+    let users = users
+        .into_iter()
+        .map(leaf_user)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok()
         .insert_header(("X-Total-Count", total.to_string()))
         .insert_header((header::LINK, page_links(request.path(), &link_query, total)))
@@ -244,14 +275,19 @@ fn page_links(path: &str, query: &UserQuery, total: u64) -> String {
     let last = total.div_ceil(u64::from(query.size)).saturating_sub(1);
     let url = |page: u64| {
         let mut pairs = vec![("page", page.to_string()), ("size", query.size.to_string())];
-        for (key, value) in
-            [("email", &query.email), ("name", &query.name), ("externalId", &query.external_id)]
-        {
+        for (key, value) in [
+            ("email", &query.email),
+            ("name", &query.name),
+            ("externalId", &query.external_id),
+        ] {
             if let Some(value) = value {
                 pairs.push((key, value.clone()));
             }
         }
-        format!("{path}?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
     };
     let page = u64::from(query.page);
     let mut links = Vec::new();
@@ -275,7 +311,11 @@ fn page_links(path: &str, query: &UserQuery, total: u64) -> String {
     security(("bearer" = [])),
 )]
 #[get("/users/{id}")]
-pub async fn get_user(owner: Owner, user: LeafUserId, ledger: Data<Ledger>) -> Result<HttpResponse, ApiError> {
+pub async fn get_user(
+    owner: Owner,
+    user: LeafUserId,
+    ledger: Data<Ledger>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(read_user(&ledger, owner, user.0).await?))
 }
 
@@ -296,14 +336,22 @@ pub async fn update_user(
 ) -> Result<HttpResponse, ApiError> {
     let mut ignored: Vec<&str> = credential_objects().map(|(_, name)| name).collect();
     ignored.push("createdTime");
-    let id_spec = FieldSpec { rust_name: "id", required: true, kind: FieldKind::Plain };
+    let id_spec = FieldSpec {
+        rust_name: "id",
+        required: true,
+        kind: FieldKind::Plain,
+    };
     let fields: Vec<FieldSpec> = std::iter::once(id_spec).chain(PROFILE).collect();
-    let mut accepted = validate_object(OBJECT, &fields, &body, &ignored).map_err(ApiError::Validation)?;
+    let mut accepted =
+        validate_object(OBJECT, &fields, &body, &ignored).map_err(ApiError::Validation)?;
     let user_id = accepted
         .remove("id")
         .and_then(|id| id.as_str().and_then(|id| id.parse::<UserId>().ok()))
         .ok_or_else(|| ApiError::Validation(vec![FieldError::new(OBJECT, "id", "Pattern")]))?;
-    let command = UserCommand::Update { owner_id: owner.0, profile: profile(accepted)? };
+    let command = UserCommand::Update {
+        owner_id: owner.0,
+        profile: profile(accepted)?,
+    };
     ledger.execute(user_id, command).await?;
     Ok(HttpResponse::Ok().json(read_user(&ledger, owner, user_id).await?))
 }
@@ -318,7 +366,13 @@ pub async fn update_user(
     security(("bearer" = [])),
 )]
 #[delete("/users/{id}")]
-pub async fn delete_user(owner: Owner, user: LeafUserId, ledger: Data<Ledger>) -> Result<HttpResponse, ApiError> {
-    ledger.execute(user.0, UserCommand::Delete { owner_id: owner.0 }).await?;
+pub async fn delete_user(
+    owner: Owner,
+    user: LeafUserId,
+    ledger: Data<Ledger>,
+) -> Result<HttpResponse, ApiError> {
+    ledger
+        .execute(user.0, UserCommand::Delete { owner_id: owner.0 })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

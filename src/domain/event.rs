@@ -59,7 +59,9 @@ pub enum DomainEvent {
         profile: UserProfile,
     },
     /// The user and all its credentials are gone.
-    UserDeleted { user_id: UserId },
+    UserDeleted {
+        user_id: UserId,
+    },
     CredentialCreated {
         user_id: UserId,
         credential_id: CredentialId,
@@ -88,7 +90,9 @@ pub enum DomainEvent {
         status: CredentialStatus,
         reason: Option<String>,
     },
-    ProviderExchangeRecorded { exchange: ProviderExchange },
+    ProviderExchangeRecorded {
+        exchange: ProviderExchange,
+    },
 }
 
 impl DomainEvent {

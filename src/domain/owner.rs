@@ -36,19 +36,40 @@ pub enum OwnerError {
 pub fn decide(state: &OwnerState, command: OwnerCommand) -> Result<Vec<DomainEvent>, OwnerError> {
     match (state.owner_id, command) {
         (Some(_), OwnerCommand::Create { .. }) => Err(OwnerError::Exists),
-        (None, OwnerCommand::Create { owner_id, username, password_hash, at }) => {
-            Ok(vec![DomainEvent::OwnerCreated { owner_id, username, password_hash, created_at: at }])
-        }
+        (
+            None,
+            OwnerCommand::Create {
+                owner_id,
+                username,
+                password_hash,
+                at,
+            },
+        ) => Ok(vec![DomainEvent::OwnerCreated {
+            owner_id,
+            username,
+            password_hash,
+            created_at: at,
+        }]),
         (None, OwnerCommand::IssueToken { .. }) => Err(OwnerError::Unknown),
-        (Some(owner_id), OwnerCommand::IssueToken { token_hash, expires_at }) => {
-            Ok(vec![DomainEvent::OwnerTokenIssued { owner_id, token_hash, expires_at }])
-        }
+        (
+            Some(owner_id),
+            OwnerCommand::IssueToken {
+                token_hash,
+                expires_at,
+            },
+        ) => Ok(vec![DomainEvent::OwnerTokenIssued {
+            owner_id,
+            token_hash,
+            expires_at,
+        }]),
     }
 }
 
 pub fn evolve(state: OwnerState, event: &DomainEvent) -> OwnerState {
     match event {
-        DomainEvent::OwnerCreated { owner_id, .. } => OwnerState { owner_id: Some(*owner_id) },
+        DomainEvent::OwnerCreated { owner_id, .. } => OwnerState {
+            owner_id: Some(*owner_id),
+        },
         _ => state,
     }
 }
@@ -100,7 +121,13 @@ mod tests {
 
     #[test]
     fn given_no_owner_when_a_token_is_issued_then_refused() {
-        let issue = OwnerCommand::IssueToken { token_hash: "h".into(), expires_at: at() };
-        assert_eq!(decide(&OwnerState::default(), issue), Err(OwnerError::Unknown));
+        let issue = OwnerCommand::IssueToken {
+            token_hash: "h".into(),
+            expires_at: at(),
+        };
+        assert_eq!(
+            decide(&OwnerState::default(), issue),
+            Err(OwnerError::Unknown)
+        );
     }
 }

@@ -198,10 +198,26 @@ mod tests {
     use serde_json::json;
 
     const FIELDS: &[FieldSpec] = &[
-        FieldSpec { rust_name: "client_key", required: true, kind: FieldKind::Plain },
-        FieldSpec { rust_name: "refresh_token", required: true, kind: FieldKind::Secret },
-        FieldSpec { rust_name: "access_token", required: false, kind: FieldKind::Secret },
-        FieldSpec { rust_name: "client_environment", required: true, kind: FieldKind::Environment },
+        FieldSpec {
+            rust_name: "client_key",
+            required: true,
+            kind: FieldKind::Plain,
+        },
+        FieldSpec {
+            rust_name: "refresh_token",
+            required: true,
+            kind: FieldKind::Secret,
+        },
+        FieldSpec {
+            rust_name: "access_token",
+            required: false,
+            kind: FieldKind::Secret,
+        },
+        FieldSpec {
+            rust_name: "client_environment",
+            required: true,
+            kind: FieldKind::Environment,
+        },
     ];
 
     #[test]
@@ -212,10 +228,13 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_reported_once() {
-        let body = json!({"clientKey": " ", "refreshToken": 3, "clientEnvironment": "DEV", "extra": 1});
+        let body =
+            json!({"clientKey": " ", "refreshToken": 3, "clientEnvironment": "DEV", "extra": 1});
         let errors = validate_object("x", FIELDS, &body, &[]).unwrap_err();
-        let got: Vec<(&str, &str)> =
-            errors.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+        let got: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
         assert_eq!(
             got,
             [

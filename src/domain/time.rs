@@ -102,7 +102,9 @@ mod tests {
         let at = Timestamp::parse("2026-11-22T14:03:07.123456789+00:00").unwrap();
         assert_eq!(at.to_string(), "2026-11-22T14:03:07.123456Z");
         assert_eq!(
-            Timestamp::parse("2026-11-22T14:03:07Z").unwrap().to_string(),
+            Timestamp::parse("2026-11-22T14:03:07Z")
+                .unwrap()
+                .to_string(),
             "2026-11-22T14:03:07.000000Z"
         );
     }

@@ -109,11 +109,22 @@ pub enum UserError {
 pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent>, UserError> {
     use DomainEvent as E;
     match command {
-        UserCommand::Create { user_id, owner_id, profile, credentials, at } => {
+        UserCommand::Create {
+            user_id,
+            owner_id,
+            profile,
+            credentials,
+            at,
+        } => {
             if *state != UserState::Absent {
                 return Err(UserError::UserExists);
             }
-            let mut events = vec![E::UserCreated { user_id, owner_id, profile, created_at: at }];
+            let mut events = vec![E::UserCreated {
+                user_id,
+                owner_id,
+                profile,
+                created_at: at,
+            }];
             events.extend(credentials.into_iter().map(|c| E::CredentialCreated {
                 user_id,
                 credential_id: c.id,
@@ -128,15 +139,27 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
             if user.profile == profile {
                 return Ok(vec![]);
             }
-            Ok(vec![E::UserUpdated { user_id: user.id, profile }])
+            Ok(vec![E::UserUpdated {
+                user_id: user.id,
+                profile,
+            }])
         }
         UserCommand::Delete { owner_id } => {
             let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
             Ok(vec![E::UserDeleted { user_id: user.id }])
         }
-        UserCommand::SaveCredential { owner_id, credential, create_only, at } => {
+        UserCommand::SaveCredential {
+            owner_id,
+            credential,
+            create_only,
+            at,
+        } => {
             let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
-            let NewCredential { id, provider, fields } = credential;
+            let NewCredential {
+                id,
+                provider,
+                fields,
+            } = credential;
             match user.credentials.get(&provider) {
                 None => Ok(vec![E::CredentialCreated {
                     user_id: user.id,
@@ -158,10 +181,22 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
         }
         UserCommand::DeleteCredential { owner_id, provider } => {
             let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
-            let old = user.credentials.get(&provider).ok_or(UserError::NoCredential(provider))?;
-            Ok(vec![E::CredentialDeleted { user_id: user.id, credential_id: old.id, provider }])
+            let old = user
+                .credentials
+                .get(&provider)
+                .ok_or(UserError::NoCredential(provider))?;
+            Ok(vec![E::CredentialDeleted {
+                user_id: user.id,
+                credential_id: old.id,
+                provider,
+            }])
         }
-        UserCommand::ChangeStatus { credential_id, provider, status, reason } => {
+        UserCommand::ChangeStatus {
+            credential_id,
+            provider,
+            status,
+            reason,
+        } => {
             let UserState::Live(user) = state else {
                 return Err(UserError::StaleCredential);
             };
@@ -195,7 +230,15 @@ pub fn current_credential(
 pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
     use DomainEvent as E;
     let mut user = match (state, event) {
-        (_, E::UserCreated { user_id, owner_id, profile, .. }) => {
+        (
+            _,
+            E::UserCreated {
+                user_id,
+                owner_id,
+                profile,
+                ..
+            },
+        ) => {
             return UserState::Live(LiveUser {
                 id: *user_id,
                 owner_id: *owner_id,
@@ -209,8 +252,20 @@ pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
     };
     match event {
         E::UserUpdated { profile, .. } => user.profile = profile.clone(),
-        E::CredentialCreated { credential_id, provider, fields, created_at, .. }
-        | E::CredentialReplaced { credential_id, provider, fields, created_at, .. } => {
+        E::CredentialCreated {
+            credential_id,
+            provider,
+            fields,
+            created_at,
+            ..
+        }
+        | E::CredentialReplaced {
+            credential_id,
+            provider,
+            fields,
+            created_at,
+            ..
+        } => {
             user.credentials.insert(
                 *provider,
                 CredentialState {
@@ -224,7 +279,9 @@ pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
         E::CredentialDeleted { provider, .. } => {
             user.credentials.remove(provider);
         }
-        E::CredentialStatusChanged { provider, status, .. } => {
+        E::CredentialStatusChanged {
+            provider, status, ..
+        } => {
             if let Some(credential) = user.credentials.get_mut(provider) {
                 credential.status = *status;
             }
@@ -287,7 +344,11 @@ mod tests {
     fn save(owner: OwnerId, id: CredentialId, create_only: bool) -> UserCommand {
         UserCommand::SaveCredential {
             owner_id: owner,
-            credential: NewCredential { id, provider: Provider::Raven, fields: fields("r2") },
+            credential: NewCredential {
+                id,
+                provider: Provider::Raven,
+                fields: fields("r2"),
+            },
             create_only,
             at: at(),
         }
@@ -354,15 +415,27 @@ mod tests {
     #[test]
     fn given_no_raven_when_deleted_then_no_credential() {
         let g = a_user();
-        let delete = UserCommand::DeleteCredential { owner_id: g.owner, provider: Provider::Raven };
-        assert_eq!(decide(&g.state, delete), Err(UserError::NoCredential(Provider::Raven)));
+        let delete = UserCommand::DeleteCredential {
+            owner_id: g.owner,
+            provider: Provider::Raven,
+        };
+        assert_eq!(
+            decide(&g.state, delete),
+            Err(UserError::NoCredential(Provider::Raven))
+        );
     }
 
     #[test]
     fn given_a_deleted_user_when_saved_then_not_found_and_cannot_be_recreated() {
         let g = a_user();
-        let state = evolve(g.state.clone(), &DomainEvent::UserDeleted { user_id: g.user });
-        assert_eq!(decide(&state, save(g.owner, CredentialId::new(), false)), Err(UserError::UserNotFound));
+        let state = evolve(
+            g.state.clone(),
+            &DomainEvent::UserDeleted { user_id: g.user },
+        );
+        assert_eq!(
+            decide(&state, save(g.owner, CredentialId::new(), false)),
+            Err(UserError::UserNotFound)
+        );
         let create = UserCommand::Create {
             user_id: g.user,
             owner_id: g.owner,

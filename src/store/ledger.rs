@@ -15,7 +15,9 @@ pub fn stream_version(conn: &Connection, stream_id: &str) -> rusqlite::Result<u6
 }
 
 pub fn last_position(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| row.get(0))
+    conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
+        row.get(0)
+    })
 }
 
 /// Appends one stream's events if the stream is still at `expected_version`.
@@ -26,7 +28,9 @@ pub fn append_events(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let current = stream_version(tx, &append.stream_id)?;
     if current != append.expected_version {
-        return Err(StoreError::Conflict { stream_id: append.stream_id.clone() });
+        return Err(StoreError::Conflict {
+            stream_id: append.stream_id.clone(),
+        });
     }
     let mut position = last_position(tx)?;
     let mut insert = tx.prepare_cached(
@@ -61,8 +65,9 @@ pub fn append_events(
 const COLUMNS: &str = "position, stream_id, version, event_type, payload, owner_id, recorded_at";
 
 pub fn read_stream(conn: &Connection, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE stream_id = ?1 ORDER BY version"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 ORDER BY version"
+    ))?;
     let rows = stmt.query_map([stream_id], raw_event)?;
     rows.map(|row| decode(row?)).collect()
 }
@@ -73,8 +78,9 @@ pub fn for_each_event(
     after: i64,
     mut apply: impl FnMut(RecordedEvent) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
-    let mut stmt =
-        conn.prepare(&format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position"
+    ))?;
     let mut rows = stmt.query([after])?;
     let mut count = 0;
     while let Some(row) = rows.next()? {
@@ -85,16 +91,28 @@ pub fn for_each_event(
 }
 
 pub fn event_at(conn: &Connection, position: i64) -> Result<Option<RecordedEvent>, StoreError> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM events WHERE position = ?1"), [position], raw_event)
-        .optional()?
-        .map(decode)
-        .transpose()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM events WHERE position = ?1"),
+        [position],
+        raw_event,
+    )
+    .optional()?
+    .map(decode)
+    .transpose()
 }
 
 type RawEvent = (i64, String, u64, String, String, Option<String>, String);
 
 fn raw_event(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
 }
 
 fn decode(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
@@ -108,5 +126,12 @@ fn decode(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
         .transpose()
         .map_err(|_| corrupt("bad owner id"))?;
     let recorded_at = Timestamp::parse(&recorded_at).ok_or_else(|| corrupt("bad recorded_at"))?;
-    Ok(RecordedEvent { position, stream_id, version, owner_id, recorded_at, event })
+    Ok(RecordedEvent {
+        position,
+        stream_id,
+        version,
+        owner_id,
+        recorded_at,
+        event,
+    })
 }

@@ -70,7 +70,9 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { synchronous_full: true }
+        Self {
+            synchronous_full: true,
+        }
     }
 }
 
@@ -98,7 +100,10 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        let readers = Arc::new(ReadPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) });
+        let readers = Arc::new(ReadPool {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        });
         Ok(Store { writer, readers })
     }
 
@@ -113,7 +118,8 @@ impl Store {
                 let _ = tx.send(job(conn));
             }))
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Unavailable("the writer dropped a job".into()))?
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the writer dropped a job".into()))?
     }
 
     /// Runs `query` on a read-only connection on a blocking thread.
@@ -152,13 +158,15 @@ impl Store {
     /// Every event of a stream, in version order.
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream_id = stream_id.to_owned();
-        self.read(move |conn| ledger::read_stream(conn, &stream_id)).await
+        self.read(move |conn| ledger::read_stream(conn, &stream_id))
+            .await
     }
 
     /// The stream's current version (0 when it has no events).
     pub async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
         let stream_id = stream_id.to_owned();
-        self.read(move |conn| Ok(ledger::stream_version(conn, &stream_id)?)).await
+        self.read(move |conn| Ok(ledger::stream_version(conn, &stream_id)?))
+            .await
     }
 
     /// Drops every projection and replays the whole ledger into fresh ones, in one
@@ -190,12 +198,14 @@ impl Store {
 
     /// The event at a global position, if any (for tests and tools).
     pub async fn event_at(&self, position: i64) -> Result<Option<RecordedEvent>, StoreError> {
-        self.read(move |conn| ledger::event_at(conn, position)).await
+        self.read(move |conn| ledger::event_at(conn, position))
+            .await
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 }
 
@@ -205,7 +215,10 @@ struct ReadPool {
 }
 
 impl ReadPool {
-    fn with<T>(&self, query: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -226,7 +239,10 @@ impl ReadPool {
             out
         })();
         if result.is_ok() || conn.is_autocommit() {
-            self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
         }
         result
     }

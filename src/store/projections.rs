@@ -9,7 +9,12 @@ use crate::domain::{CredentialStatus, DomainEvent};
 pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreError> {
     use DomainEvent as E;
     match &recorded.event {
-        E::OwnerCreated { owner_id, username, password_hash, created_at } => {
+        E::OwnerCreated {
+            owner_id,
+            username,
+            password_hash,
+            created_at,
+        } => {
             conn.prepare_cached(
                 "INSERT INTO owners (id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
             )?
@@ -20,13 +25,26 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
                 created_at.to_string()
             ])?;
         }
-        E::OwnerTokenIssued { owner_id, token_hash, expires_at } => {
+        E::OwnerTokenIssued {
+            owner_id,
+            token_hash,
+            expires_at,
+        } => {
             conn.prepare_cached(
                 "INSERT INTO owner_tokens (token_hash, owner_id, expires_at) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![token_hash, owner_id.to_string(), expires_at.to_string()])?;
+            .execute(params![
+                token_hash,
+                owner_id.to_string(),
+                expires_at.to_string()
+            ])?;
         }
-        E::UserCreated { user_id, owner_id, profile, created_at } => {
+        E::UserCreated {
+            user_id,
+            owner_id,
+            profile,
+            created_at,
+        } => {
             conn.prepare_cached(
                 "INSERT INTO users (id, owner_id, seq, name, email, phone, address, external_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -59,12 +77,29 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
         }
         E::UserDeleted { user_id } => {
             let id = user_id.to_string();
-            conn.prepare_cached("DELETE FROM provider_exchanges WHERE user_id = ?1")?.execute([&id])?;
-            conn.prepare_cached("DELETE FROM credentials WHERE user_id = ?1")?.execute([&id])?;
-            conn.prepare_cached("DELETE FROM users WHERE id = ?1")?.execute([&id])?;
+            conn.prepare_cached("DELETE FROM provider_exchanges WHERE user_id = ?1")?
+                .execute([&id])?;
+            conn.prepare_cached("DELETE FROM credentials WHERE user_id = ?1")?
+                .execute([&id])?;
+            conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
+                .execute([&id])?;
         }
-        E::CredentialCreated { user_id, credential_id, provider, fields, created_at } => {
-            insert_credential(conn, recorded, user_id, credential_id, *provider, fields, created_at)?;
+        E::CredentialCreated {
+            user_id,
+            credential_id,
+            provider,
+            fields,
+            created_at,
+        } => {
+            insert_credential(
+                conn,
+                recorded,
+                user_id,
+                credential_id,
+                *provider,
+                fields,
+                created_at,
+            )?;
         }
         E::CredentialReplaced {
             user_id,
@@ -75,12 +110,24 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
             created_at,
         } => {
             delete_credential(conn, &replaced_credential_id.to_string())?;
-            insert_credential(conn, recorded, user_id, credential_id, *provider, fields, created_at)?;
+            insert_credential(
+                conn,
+                recorded,
+                user_id,
+                credential_id,
+                *provider,
+                fields,
+                created_at,
+            )?;
         }
         E::CredentialDeleted { credential_id, .. } => {
             delete_credential(conn, &credential_id.to_string())?;
         }
-        E::CredentialStatusChanged { credential_id, status, .. } => {
+        E::CredentialStatusChanged {
+            credential_id,
+            status,
+            ..
+        } => {
             conn.prepare_cached("UPDATE credentials SET status = ?2 WHERE id = ?1")?
                 .execute(params![credential_id.to_string(), status.as_str()])?;
         }
@@ -139,6 +186,7 @@ fn insert_credential(
 fn delete_credential(conn: &Connection, credential_id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
         .execute([credential_id])?;
-    conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?.execute([credential_id])?;
+    conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?
+        .execute([credential_id])?;
     Ok(())
 }

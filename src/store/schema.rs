@@ -6,7 +6,11 @@ use rusqlite::Connection;
 /// Connection settings shared by the writer and the readers.
 pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", if synchronous_full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if synchronous_full { "FULL" } else { "NORMAL" },
+    )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(())
@@ -31,8 +35,13 @@ BEGIN SELECT RAISE(ABORT, 'the events table is append-only: DELETE refused'); EN
 "#;
 
 /// Every projection table, in the order `rebuild` drops them.
-pub const PROJECTION_TABLES: &[&str] =
-    &["provider_exchanges", "credentials", "users", "owner_tokens", "owners"];
+pub const PROJECTION_TABLES: &[&str] = &[
+    "provider_exchanges",
+    "credentials",
+    "users",
+    "owner_tokens",
+    "owners",
+];
 
 const PROJECTIONS: &str = r#"
 CREATE TABLE IF NOT EXISTS owners (

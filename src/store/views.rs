@@ -65,13 +65,22 @@ fn timestamp(text: String) -> Result<Timestamp, StoreError> {
     Timestamp::parse(&text).ok_or_else(|| corrupt("bad timestamp in a projection"))
 }
 
-pub fn owner_by_username(conn: &Connection, username: &str) -> Result<Option<OwnerView>, StoreError> {
+pub fn owner_by_username(
+    conn: &Connection,
+    username: &str,
+) -> Result<Option<OwnerView>, StoreError> {
     let row = conn
         .prepare_cached("SELECT id, username, password_hash FROM owners WHERE username = ?1")?
-        .query_row([username], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([username], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     row.map(|(id, username, password_hash)| {
-        Ok(OwnerView { id: parse(id, "owner id")?, username, password_hash })
+        Ok(OwnerView {
+            id: parse(id, "owner id")?,
+            username,
+            password_hash,
+        })
     })
     .transpose()
 }
@@ -87,7 +96,9 @@ pub fn owner_by_token(
     now: Timestamp,
 ) -> Result<Option<OwnerId>, StoreError> {
     let id: Option<String> = conn
-        .prepare_cached("SELECT owner_id FROM owner_tokens WHERE token_hash = ?1 AND expires_at > ?2")?
+        .prepare_cached(
+            "SELECT owner_id FROM owner_tokens WHERE token_hash = ?1 AND expires_at > ?2",
+        )?
         .query_row(params![token_hash, now.to_string()], |r| r.get(0))
         .optional()?;
     id.map(|id| parse(id, "owner id")).transpose()
@@ -98,7 +109,14 @@ const CREDENTIAL_COLUMNS: &str = "id, user_id, provider, status, fields, created
 type RawCredential = (String, String, String, String, String, String);
 
 fn raw_credential(r: &Row<'_>) -> rusqlite::Result<RawCredential> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn credential(raw: RawCredential) -> Result<CredentialView, StoreError> {
@@ -154,15 +172,26 @@ fn raw_user(r: &Row<'_>) -> rusqlite::Result<RawUser> {
 fn user(conn: &Connection, raw: RawUser) -> Result<UserView, StoreError> {
     let (id, profile, created_at) = raw;
     let credentials = credentials_of_user(conn, &id)?;
-    Ok(UserView { id: parse(id, "user id")?, profile, created_at: timestamp(created_at)?, credentials })
+    Ok(UserView {
+        id: parse(id, "user id")?,
+        profile,
+        created_at: timestamp(created_at)?,
+        credentials,
+    })
 }
 
-pub fn user_of(conn: &Connection, owner: OwnerId, id: UserId) -> Result<Option<UserView>, StoreError> {
-    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE owner_id = ?1 AND id = ?2"))?
-        .query_row(params![owner.to_string(), id.to_string()], raw_user)
-        .optional()?
-        .map(|raw| user(conn, raw))
-        .transpose()
+pub fn user_of(
+    conn: &Connection,
+    owner: OwnerId,
+    id: UserId,
+) -> Result<Option<UserView>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE owner_id = ?1 AND id = ?2"
+    ))?
+    .query_row(params![owner.to_string(), id.to_string()], raw_user)
+    .optional()?
+    .map(|raw| user(conn, raw))
+    .transpose()
 }
 
 /// One page of the owner's users, oldest first, and the total matching the filters.
@@ -184,11 +213,21 @@ pub fn users_of(
     let offset = u64::from(query.page) * u64::from(query.size);
     let raws: Vec<RawUser> = stmt
         .query_map(
-            params![owner, query.email, query.name, query.external_id, query.size, offset],
+            params![
+                owner,
+                query.email,
+                query.name,
+                query.external_id,
+                query.size,
+                offset
+            ],
             raw_user,
         )?
         .collect::<rusqlite::Result<_>>()?;
-    let users = raws.into_iter().map(|raw| user(conn, raw)).collect::<Result<_, _>>()?;
+    let users = raws
+        .into_iter()
+        .map(|raw| user(conn, raw))
+        .collect::<Result<_, _>>()?;
     Ok((users, total))
 }
 
@@ -203,7 +242,13 @@ pub fn exchanges_of(
          WHERE credential_id = ?1 AND recorded_at >= ?2 ORDER BY recorded_at DESC, id DESC",
     )?;
     let rows = stmt.query_map(params![credential.to_string(), since.to_string()], |r| {
-        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, String>(4)?,
+        ))
     })?;
     rows.map(|row| {
         let (id, status_code, headers, body, recorded_at) = row?;

@@ -1,0 +1,236 @@
+use crate::helpers::{problem, providers, spawn_app, TestApp};
+use crate::snapshot;
+use credential_ledger::domain::event::ProviderExchange;
+use credential_ledger::domain::{CredentialId, ExchangeId, Provider, UserId};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn provider_of(slug: &str) -> Provider {
+    *Provider::ALL
+        .iter()
+        .find(|p| p.spec().slug == slug)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_provider_stores_returns_and_deletes_its_credentials() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    for (slug, _, body) in providers() {
+        problem(app.get_credentials(&user, slug).await, 404).await;
+
+        let created = app.post_credentials(&user, slug, &body).await;
+        assert_eq!(created.status(), StatusCode::CREATED, "{slug}");
+        let created: Value = created.json().await.unwrap();
+        assert_eq!(created["status"], "OK");
+        for (field, value) in body.as_object().unwrap() {
+            assert_eq!(&created[field], value, "{slug} echoes {field}");
+        }
+        snapshot!(format!("{slug}_created"), created.clone());
+
+        let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
+        assert_eq!(read, created);
+        let status: Value = app.get_status(&user, slug).await.json().await.unwrap();
+        assert_eq!(status, json!({"status": "OK"}));
+        snapshot!(format!("{slug}_status"), status);
+        let events: Value = app.get_events(&user, slug).await.json().await.unwrap();
+        assert_eq!(events, json!([]));
+
+        assert_eq!(
+            app.delete_credentials(&user, slug).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        snapshot!(
+            format!("{slug}_not_found"),
+            problem(app.get_credentials(&user, slug).await, 404).await
+        );
+        problem(app.get_status(&user, slug).await, 404).await;
+        problem(app.get_events(&user, slug).await, 404).await;
+        problem(app.delete_credentials(&user, slug).await, 404).await;
+    }
+}
+
+#[tokio::test]
+async fn posting_again_replaces_the_credentials_unless_create_only() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    for (slug, _, body) in providers() {
+        let first: Value = app
+            .post_credentials(&user, slug, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let mut changed = body.clone();
+        changed["refreshToken"] = json!("a newer refresh token");
+        let second = app.post_credentials(&user, slug, &changed).await;
+        assert_eq!(second.status(), StatusCode::CREATED);
+        let second: Value = second.json().await.unwrap();
+        assert_ne!(
+            first["id"], second["id"],
+            "a replaced credential gets a new id"
+        );
+        let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
+        assert_eq!(read["refreshToken"], "a newer refresh token");
+
+        let before = app.event_count();
+        let refused = app.create_credentials_only(&user, slug, &body).await;
+        snapshot!(
+            format!("{slug}_create_only_exists"),
+            problem(refused, 412).await
+        );
+        assert_eq!(app.event_count(), before);
+    }
+    let fresh = app.new_user().await;
+    let (slug, _, body) = providers().remove(1);
+    assert_eq!(
+        app.create_credentials_only(&fresh, slug, &body)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn missing_or_wrong_fields_are_listed_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let before = app.event_count();
+    for (slug, _, _) in providers() {
+        let empty = problem(app.post_credentials(&user, slug, &json!({})).await, 400).await;
+        snapshot!(format!("{slug}_missing_fields"), empty);
+    }
+    let (slug, _, mut body) = providers().remove(1);
+    body["clientEnvironment"] = json!("STAGE or PRODUCTION");
+    body["clientSecret"] = json!(42);
+    body["colour"] = json!("green");
+    let wrong = problem(app.post_credentials(&user, slug, &body).await, 400).await;
+    snapshot!("john-deere-credentials_wrong_fields", wrong);
+    assert_eq!(app.event_count(), before);
+    let unknown_user = uuid::Uuid::new_v4().to_string();
+    let (slug, _, body) = providers().remove(2);
+    snapshot!(
+        "raven-credentials_unknown_user",
+        problem(app.post_credentials(&unknown_user, slug, &body).await, 404).await
+    );
+}
+
+async fn record(app: &TestApp, user: &str, credential: &str, slug: &str, code: u16, days_ago: i64) {
+    let exchange = ProviderExchange {
+        exchange_id: ExchangeId::new(),
+        user_id: user.parse::<UserId>().unwrap(),
+        credential_id: credential.parse::<CredentialId>().unwrap(),
+        provider: provider_of(slug),
+        request_method: "POST".into(),
+        request_url: "https://provider.example/oauth/token".into(),
+        status_code: code,
+        headers: "{\"content-type\":\"application/json\"}".into(),
+        body: format!("{{\"days_ago\":{days_ago},\"access_token\":\"[redacted]\"}}"),
+        recorded_at: app.ledger.now().minus(chrono::Duration::days(days_ago)),
+    };
+    app.ledger
+        .record_exchange(exchange)
+        .await
+        .expect("exchange recorded");
+}
+
+#[tokio::test]
+async fn events_show_the_last_30_days_newest_first_and_vanish_on_replace_and_delete() {
+    let mut app = spawn_app().await;
+    let user = app.new_user().await;
+    for (slug, _, body) in providers() {
+        let created: Value = app
+            .post_credentials(&user, slug, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let credential = created["id"].as_str().unwrap();
+        record(&app, &user, credential, slug, 200, 31).await;
+        record(&app, &user, credential, slug, 401, 2).await;
+        record(&app, &user, credential, slug, 200, 10).await;
+
+        let events: Vec<Value> = app.get_events(&user, slug).await.json().await.unwrap();
+        let ages: Vec<&Value> = events.iter().map(|e| &e["statusCode"]).collect();
+        assert_eq!(
+            ages,
+            [&json!(401), &json!(200)],
+            "31 days old is gone; newest first"
+        );
+        assert!(events[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("\"days_ago\":2"));
+        snapshot!(format!("{slug}_events"), json!(events));
+
+        // 19 days later the 10-day-old exchange is 29 days old; 2 days after that it is gone.
+        app.advance_clock(chrono::Duration::days(19)).await;
+        assert_eq!(
+            app.get_events(&user, slug)
+                .await
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        app.advance_clock(chrono::Duration::days(2)).await;
+        assert_eq!(
+            app.get_events(&user, slug)
+                .await
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let replaced: Value = app
+            .post_credentials(&user, slug, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            app.get_events(&user, slug)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap(),
+            json!([])
+        );
+        record(&app, &user, replaced["id"].as_str().unwrap(), slug, 200, 0).await;
+        assert_eq!(
+            app.get_events(&user, slug)
+                .await
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // An exchange for the replaced credential is refused: its log is gone for good.
+        let late = ProviderExchange {
+            exchange_id: ExchangeId::new(),
+            user_id: user.parse().unwrap(),
+            credential_id: credential.parse().unwrap(),
+            provider: provider_of(slug),
+            request_method: "POST".into(),
+            request_url: "https://provider.example/oauth/token".into(),
+            status_code: 200,
+            headers: String::new(),
+            body: String::new(),
+            recorded_at: app.ledger.now(),
+        };
+        assert!(app.ledger.record_exchange(late).await.is_err());
+
+        app.delete_credentials(&user, slug).await;
+        problem(app.get_events(&user, slug).await, 404).await;
+    }
+    let rows: i64 = app
+        .sqlite()
+        .query_row("SELECT COUNT(*) FROM provider_exchanges", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "no exchange rows outlive their credential");
+}

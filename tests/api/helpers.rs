@@ -1,0 +1,386 @@
+//! `spawn_app()`: the real server on port 0 over a fresh SQLite file, a clock the test moves,
+//! and one typed method per endpoint.
+
+use credential_ledger::domain::time::ManualClock;
+use credential_ledger::domain::Timestamp;
+use credential_ledger::ledger::Ledger;
+use credential_ledger::startup::{Application, Settings};
+use credential_ledger::store::StoreOptions;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const BASE: &str = "/services/usermanagement/api";
+
+/// The three providers of the seeds: slug, object name in a Leaf user, a valid body.
+pub fn providers() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "ag-leader-credentials",
+            "agLeaderCredentials",
+            json!({"refreshToken": "ag-refresh", "publicKey": "ag-public", "privateKey": "ag-private"}),
+        ),
+        (
+            "john-deere-credentials",
+            "johnDeereCredentials",
+            json!({"clientKey": "jd-key", "clientSecret": "jd-secret", "accessToken": "jd-access",
+                   "refreshToken": "jd-refresh", "clientEnvironment": "STAGE"}),
+        ),
+        (
+            "raven-credentials",
+            "ravenCredentials",
+            json!({"clientId": "raven-id", "clientSecret": "raven-secret", "refreshToken": "raven-refresh"}),
+        ),
+    ]
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub ledger: Ledger,
+    pub clock: Arc<ManualClock>,
+    pub database: PathBuf,
+    /// A bearer token of the owner `alice`.
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("data").join("ledger.sqlite");
+    let clock = Arc::new(ManualClock::new(
+        Timestamp::parse("2026-11-01T12:00:00Z").unwrap(),
+    ));
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database: database.clone(),
+        store: StoreOptions::default(),
+        workers: 2,
+    };
+    let app = Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let ledger = app.ledger().clone();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut test = TestApp {
+        address,
+        client,
+        ledger,
+        clock,
+        database,
+        token: String::new(),
+        _dir: dir,
+    };
+    test.token = test.owner_token("alice").await;
+    test
+}
+
+impl TestApp {
+    /// Creates an owner and logs it in.
+    pub async fn owner_token(&self, username: &str) -> String {
+        self.ledger
+            .create_owner(username, "correct horse battery")
+            .await
+            .expect("owner created");
+        let response = self
+            .login(json!({"username": username, "password": "correct horse battery"}))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["id_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Moves the clock and logs `alice` in again (her token lives 24 hours).
+    pub async fn advance_clock(&mut self, by: chrono::Duration) {
+        self.clock.advance(by);
+        let response = self
+            .login(json!({"username": "alice", "password": "correct horse battery"}))
+            .await;
+        let body: Value = response.json().await.unwrap();
+        self.token = body["id_token"].as_str().unwrap().to_owned();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Any request, with a bearer token when given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn login(&self, body: Value) -> Response {
+        self.send(Method::POST, "/api/authenticate", None, Some(&body))
+            .await
+    }
+
+    pub async fn create_user_as(&self, token: &str, body: &Value) -> Response {
+        self.send(
+            Method::POST,
+            &format!("{BASE}/users"),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn create_user(&self, body: &Value) -> Response {
+        self.create_user_as(&self.token, body).await
+    }
+
+    /// Creates a user and returns its id.
+    pub async fn new_user(&self) -> String {
+        let response = self
+            .create_user(&json!({"name": "Jane Grower", "email": "jane@example.com"}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn list_users(&self, query: &str) -> Response {
+        self.send(
+            Method::GET,
+            &format!("{BASE}/users{query}"),
+            Some(&self.token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_user_as(&self, token: &str, id: &str) -> Response {
+        self.send(
+            Method::GET,
+            &format!("{BASE}/users/{id}"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_user(&self, id: &str) -> Response {
+        self.get_user_as(&self.token, id).await
+    }
+
+    pub async fn update_user(&self, body: &Value) -> Response {
+        self.send(
+            Method::PUT,
+            &format!("{BASE}/users"),
+            Some(&self.token),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn delete_user_as(&self, token: &str, id: &str) -> Response {
+        self.send(
+            Method::DELETE,
+            &format!("{BASE}/users/{id}"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn delete_user(&self, id: &str) -> Response {
+        self.delete_user_as(&self.token, id).await
+    }
+
+    pub fn credential_path(user: &str, slug: &str) -> String {
+        format!("{BASE}/users/{user}/{slug}")
+    }
+
+    pub async fn get_credentials_as(&self, token: &str, user: &str, slug: &str) -> Response {
+        self.send(
+            Method::GET,
+            &Self::credential_path(user, slug),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_credentials(&self, user: &str, slug: &str) -> Response {
+        self.get_credentials_as(&self.token, user, slug).await
+    }
+
+    pub async fn post_credentials_as(
+        &self,
+        token: &str,
+        user: &str,
+        slug: &str,
+        body: &Value,
+    ) -> Response {
+        self.send(
+            Method::POST,
+            &Self::credential_path(user, slug),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn post_credentials(&self, user: &str, slug: &str, body: &Value) -> Response {
+        self.post_credentials_as(&self.token, user, slug, body)
+            .await
+    }
+
+    /// POST with `If-None-Match: *` (create only).
+    pub async fn create_credentials_only(&self, user: &str, slug: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(&Self::credential_path(user, slug)))
+            .bearer_auth(&self.token)
+            .header("If-None-Match", "*")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_credentials_as(&self, token: &str, user: &str, slug: &str) -> Response {
+        self.send(
+            Method::DELETE,
+            &Self::credential_path(user, slug),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn delete_credentials(&self, user: &str, slug: &str) -> Response {
+        self.delete_credentials_as(&self.token, user, slug).await
+    }
+
+    pub async fn get_status_as(&self, token: &str, user: &str, slug: &str) -> Response {
+        self.send(
+            Method::GET,
+            &format!("{}/status", Self::credential_path(user, slug)),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_status(&self, user: &str, slug: &str) -> Response {
+        self.get_status_as(&self.token, user, slug).await
+    }
+
+    pub async fn get_events_as(&self, token: &str, user: &str, slug: &str) -> Response {
+        self.send(
+            Method::GET,
+            &format!("{}/events", Self::credential_path(user, slug)),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_events(&self, user: &str, slug: &str) -> Response {
+        self.get_events_as(&self.token, user, slug).await
+    }
+
+    /// Opens the SQLite file directly, as an outside reader would.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.database).unwrap()
+    }
+
+    pub fn event_count(&self) -> i64 {
+        self.sqlite()
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+/// Asserts a response is problem+json with `status` and returns its body.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert_eq!(
+        body["message"],
+        if status == 400 && body.get("fieldErrors").is_some() {
+            "error.validation".to_owned()
+        } else {
+            format!("error.http.{status}")
+        }
+    );
+    body
+}
+
+/// Replaces ids and timestamps by their shape, wherever they appear, so snapshots are stable.
+pub fn redact(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(redact_text(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = if k == "id_token" {
+                        json!("[token]")
+                    } else {
+                        redact(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn redact_text(text: &str) -> String {
+    if Timestamp::parse(text).is_some() {
+        return "[timestamp]".into();
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        if rest.len() >= 36
+            && rest.is_char_boundary(36)
+            && uuid::Uuid::try_parse(&rest[..36]).is_ok()
+        {
+            out.push_str("[uuid]");
+            rest = &rest[36..];
+        } else {
+            let c = rest.chars().next().unwrap();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// Snapshots `value` (redacted by shape) into the top-level `snapshots/` folder.
+#[macro_export]
+macro_rules! snapshot {
+    ($name:expr, $value:expr) => {{
+        let name: String = $name.into();
+        let value = $crate::helpers::redact($value);
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        settings.bind(|| insta::assert_json_snapshot!(name, value));
+    }};
+}

@@ -1,0 +1,167 @@
+use crate::helpers::spawn_app;
+use serde_json::Value;
+
+const REGENERATE: &str = "cargo run -- openapi > openapi/openapi.json";
+
+#[tokio::test]
+async fn the_exported_openapi_json_is_the_live_document() {
+    let app = spawn_app().await;
+    let live: Value = app
+        .client
+        .get(app.url("/api-docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .expect("openapi/openapi.json exists");
+    assert_eq!(
+        file,
+        credential_ledger::openapi::document_json(),
+        "openapi/openapi.json is stale: run `{REGENERATE}`"
+    );
+    let exported: Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(
+        live, exported,
+        "the served document differs from openapi/openapi.json: run `{REGENERATE}`"
+    );
+}
+
+#[test]
+fn every_operation_documents_its_errors_and_security() {
+    let doc: Value = serde_json::to_value(credential_ledger::openapi::document()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
+            assert!(
+                operation["summary"].is_string(),
+                "{method} {path} has no summary"
+            );
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let schema = &response["content"]["application/problem+json"]["schema"]["$ref"];
+                    assert_eq!(
+                        schema, "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            let public = path == "/health" || path == "/api/authenticate";
+            if !public {
+                assert!(responses.contains_key("401"), "{method} {path} lacks 401");
+                assert_eq!(
+                    operation["security"][0]["bearer"],
+                    serde_json::json!([]),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+    for slug in [
+        "ag-leader-credentials",
+        "john-deere-credentials",
+        "raven-credentials",
+    ] {
+        for suffix in ["", "/status", "/events"] {
+            let path = format!("/services/usermanagement/api/users/{{leafUserId}}/{slug}{suffix}");
+            assert!(doc["paths"][&path].is_object(), "{path} is documented");
+        }
+    }
+    for schema in [
+        "JohnDeereCredentials",
+        "JohnDeereCredentialsRequest",
+        "RavenCredentials",
+        "AgLeaderCredentials",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} is a named schema"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
+#[test]
+fn each_providers_field_list_matches_its_request_schema() {
+    use credential_ledger::domain::Provider;
+    let doc: Value = serde_json::to_value(credential_ledger::openapi::document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for provider in Provider::ALL {
+        let spec = provider.spec();
+        let name = format!(
+            "{}Request",
+            schemas
+                .as_object()
+                .unwrap()
+                .keys()
+                .find(
+                    |k| schemas[k.as_str()]["properties"]["createdTime"].is_object()
+                        && k.to_lowercase().replace(' ', "")
+                            == format!("{}credentials", spec.name.to_lowercase().replace(' ', ""))
+                )
+                .expect("response schema")
+        );
+        let schema = &schemas[&name];
+        let mut documented: Vec<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut declared: Vec<String> = spec.fields.iter().map(|f| f.json_name()).collect();
+        documented.sort();
+        declared.sort();
+        assert_eq!(documented, declared, "{name}");
+        let mut required: Vec<String> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        let mut declared_required: Vec<String> = spec
+            .fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.json_name())
+            .collect();
+        required.sort();
+        declared_required.sort();
+        assert_eq!(required, declared_required, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_and_health_are_served_from_the_binary() {
+    let app = spawn_app().await;
+    let page = app
+        .client
+        .get(app.url("/swagger-ui/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("swagger-ui"));
+    let config = app
+        .client
+        .get(app.url("/swagger-ui/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(config
+        .text()
+        .await
+        .unwrap()
+        .contains("/api-docs/openapi.json"));
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    crate::snapshot!("health_ok", health.json::<Value>().await.unwrap());
+}

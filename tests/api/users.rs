@@ -1,0 +1,193 @@
+use crate::helpers::{problem, providers, spawn_app, BASE};
+use crate::snapshot;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn creating_a_user_answers_201_with_the_user_and_its_location() {
+    let app = spawn_app().await;
+    let response = app
+        .create_user(
+            &json!({"name": "Jane Grower", "email": "jane@example.com", "phone": "+1 555 0100",
+                              "address": "1 Farm Road", "externalId": "grower-42"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("{BASE}/users/{}", body["id"].as_str().unwrap())
+    );
+    snapshot!("create_user_created", body.clone());
+    let read: Value = app
+        .get_user(body["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, body);
+    snapshot!("get_user_ok", read);
+}
+
+#[tokio::test]
+async fn a_user_can_be_created_with_credentials_for_every_provider() {
+    let app = spawn_app().await;
+    let mut body = json!({"name": "Jane"});
+    for (_, object, credentials) in providers() {
+        body[object] = credentials;
+    }
+    let response = app.create_user(&body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let user: Value = response.json().await.unwrap();
+    for (slug, object, _) in providers() {
+        let credentials: Value = app
+            .get_credentials(user["id"].as_str().unwrap(), slug)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            user[object], credentials,
+            "{object} in the user equals GET {slug}"
+        );
+    }
+    snapshot!("create_user_with_credentials", user);
+}
+
+#[tokio::test]
+async fn an_invalid_user_lists_every_bad_field_and_writes_nothing() {
+    let app = spawn_app().await;
+    let before = app.event_count();
+    let response = app
+        .create_user(&json!({"name": 7, "nickname": "x", "ravenCredentials": {"clientId": "id"}}))
+        .await;
+    let body = problem(response, 400).await;
+    snapshot!("create_user_invalid", body);
+    assert_eq!(app.event_count(), before);
+}
+
+#[tokio::test]
+async fn users_are_listed_in_pages_with_total_and_links() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        let email = if i % 2 == 0 {
+            "even@example.com"
+        } else {
+            "odd@example.com"
+        };
+        app.create_user(
+            &json!({"name": format!("user {i}"), "email": email, "externalId": format!("x{i}")}),
+        )
+        .await;
+    }
+    let response = app.list_users("?page=1&size=2").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-total-count"], "5");
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    let users: Vec<Value> = response.json().await.unwrap();
+    let names: Vec<&str> = users.iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["user 2", "user 3"], "oldest first");
+    let path = format!("{BASE}/users");
+    assert_eq!(
+        link,
+        format!(
+            "<{path}?page=2&size=2>; rel=\"next\",<{path}?page=0&size=2>; rel=\"prev\",\
+             <{path}?page=2&size=2>; rel=\"last\",<{path}?page=0&size=2>; rel=\"first\""
+        )
+    );
+
+    let default_page: Vec<Value> = app.list_users("").await.json().await.unwrap();
+    assert_eq!(default_page.len(), 5);
+    let even = app.list_users("?email=even%40example.com").await;
+    assert_eq!(even.headers()["x-total-count"], "3");
+    let one: Vec<Value> = app.list_users("?externalId=x3").await.json().await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["name"], "user 3");
+    let by_name: Vec<Value> = app.list_users("?name=user%204").await.json().await.unwrap();
+    assert_eq!(by_name[0]["externalId"], "x4");
+    snapshot!("list_users_page", json!(users));
+}
+
+#[tokio::test]
+async fn bad_paging_is_a_400() {
+    let app = spawn_app().await;
+    for query in ["?size=0", "?size=101", "?page=-1", "?page=abc", "?size=2.5"] {
+        let body = problem(app.list_users(query).await, 400).await;
+        if query == "?size=101" {
+            snapshot!("list_users_bad_size", body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_user_is_updated_with_put_and_read_fields_can_be_sent_back() {
+    let app = spawn_app().await;
+    let id = app.new_user().await;
+    let (slug, _, credentials) = providers().remove(0);
+    app.post_credentials(&id, slug, &credentials).await;
+    let mut user: Value = app.get_user(&id).await.json().await.unwrap();
+    user["name"] = json!("Jane Q. Grower");
+    user["phone"] = json!("+1 555 0199");
+    let response = app.update_user(&user).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let updated: Value = response.json().await.unwrap();
+    assert_eq!(
+        updated, user,
+        "the credentials and createdTime are untouched"
+    );
+    snapshot!("update_user_ok", updated);
+
+    let cleared: Value = app
+        .update_user(&json!({"id": id}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["name"], Value::Null, "fields left out become null");
+}
+
+#[tokio::test]
+async fn updating_needs_a_known_id() {
+    let app = spawn_app().await;
+    snapshot!(
+        "update_user_without_id",
+        problem(app.update_user(&json!({"name": "x"})).await, 400).await
+    );
+    problem(app.update_user(&json!({"id": "nope"})).await, 400).await;
+    let missing = app.update_user(&json!({"id": uuid::Uuid::new_v4()})).await;
+    snapshot!("update_user_unknown", problem(missing, 404).await);
+}
+
+#[tokio::test]
+async fn deleting_a_user_deletes_its_credentials() {
+    let app = spawn_app().await;
+    let id = app.new_user().await;
+    for (slug, _, body) in providers() {
+        assert_eq!(
+            app.post_credentials(&id, slug, &body).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(app.delete_user(&id).await.status(), StatusCode::NO_CONTENT);
+    snapshot!(
+        "get_user_not_found",
+        problem(app.get_user(&id).await, 404).await
+    );
+    for (slug, _, _) in providers() {
+        problem(app.get_credentials(&id, slug).await, 404).await;
+    }
+    let left: i64 = app
+        .sqlite()
+        .query_row(
+            "SELECT COUNT(*) FROM credentials WHERE user_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    snapshot!(
+        "delete_user_not_found",
+        problem(app.delete_user(&id).await, 404).await
+    );
+}
