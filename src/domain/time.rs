@@ -8,7 +8,7 @@ const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
 /// A UTC instant with microsecond precision, written as Leaf writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
-#[schema(value_type = String, example = "2026-11-22T14:03:07.123456Z")]
+#[schema(value_type = String, format = DateTime, example = "2026-11-22T14:03:07.123456Z")]
 pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
