@@ -72,7 +72,8 @@ macro_rules! declare_providers {
         pub struct UserCredentials {
             $(
                 #[serde(rename = $object, default, skip_serializing_if = "Option::is_none")]
-                #[doc = concat!("The user's ", $name, " credentials, if it has them.")]
+                /// The user's credentials for this provider, if it has them.
+                #[schema(nullable = false)]
                 pub $module: Option<$Resp>,
             )*
         }
@@ -96,7 +97,8 @@ macro_rules! declare_providers {
         pub struct UserCredentialsRequest {
             $(
                 #[serde(rename = $object, default, skip_serializing_if = "Option::is_none")]
-                #[doc = concat!($name, " credentials to attach.")]
+                /// Credentials for this provider, to attach with the new user.
+                #[schema(nullable = false)]
                 pub $module: Option<$Req>,
             )*
         }
@@ -122,9 +124,12 @@ macro_rules! declare_providers {
                 $( $(#[doc = $fdoc])* pub $field: $fty, )*
             }
 
-            #[doc = concat!("A Leaf user's ", $name, " credentials, with their status.")]
             #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
             #[serde(rename_all = "camelCase")]
+            #[schema(
+                description = concat!("A Leaf user's ", $name, " credentials, with their status."),
+                example = $module::example
+            )]
             pub struct $Resp {
                 /// The credential's id; a replaced credential gets a new one.
                 pub id: CredentialId,
@@ -142,6 +147,26 @@ macro_rules! declare_providers {
                 use crate::api::{ApiError, CreateErrors, DeleteErrors, ReadErrors};
                 use crate::ledger::Ledger;
                 use actix_web::{delete, get, post, web::Data, HttpRequest, HttpResponse};
+
+                /// An example answer, made by the code that makes real ones.
+                pub fn example() -> serde_json::Value {
+                    let fields = match serde_json::json!($example) {
+                        serde_json::Value::Object(fields) => fields,
+                        _ => Default::default(),
+                    };
+                    let view = crate::store::views::CredentialView {
+                        id: CredentialId(uuid::uuid!("6f1c0e52-8d4b-4b8e-9a63-2f0a4c7d1e55")),
+                        user_id: crate::domain::UserId(uuid::uuid!("3fa85f64-5717-4562-b3fc-2c963f66afa6")),
+                        provider: Provider::$variant,
+                        status: CredentialStatus::Ok,
+                        fields,
+                        created_at: Timestamp::parse("2026-11-22T14:03:07.123456Z").unwrap_or_else(|| unreachable!()),
+                    };
+                    endpoints::body::<$Resp>(&view)
+                        .ok()
+                        .and_then(|body| serde_json::to_value(body).ok())
+                        .unwrap_or_default()
+                }
 
                 pub static SPEC: ProviderSpec = ProviderSpec {
                     provider: Provider::$variant,

@@ -34,7 +34,9 @@ const LOGIN_FIELDS: &[FieldSpec] = &[
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"username": "admin", "password": "your-password", "rememberMe": false}))]
 pub struct LoginRequest {
+    /// The API owner's username.
     pub username: String,
+    /// The API owner's password.
     pub password: String,
     /// Keep the token for 30 days instead of 24 hours.
     #[serde(default)]
@@ -45,6 +47,7 @@ pub struct LoginRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id_token": "6f1c0e…"}))]
 pub struct IdToken {
+    /// The bearer token; send it as `Authorization: Bearer <id_token>`.
     pub id_token: String,
 }
 

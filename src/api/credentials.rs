@@ -28,14 +28,24 @@ pub struct TokenMetadata {
 
 /// The health of a credential.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "OK"}))]
 pub struct CredentialStatusBody {
+    /// `OK`, `UNAUTHENTICATED`, `MISSING_PERMISSION` or `TEMPORARILY_UNAVAILABLE`.
     pub status: CredentialStatus,
 }
 
 /// One exchange between the service and the provider.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "0b8e6c1a-4f2d-4c8e-9d1b-7a5e3f2c1d0e",
+    "body": "{\"access_token\":\"[redacted]\",\"expires_in\":43199,\"scope\":\"ag1 eq1 org1\"}",
+    "headers": "{\"content-type\":\"application/json\"}",
+    "statusCode": 200,
+    "createdDate": "2026-11-22T14:03:07.123456Z"
+}))]
 pub struct ProviderEvent {
+    /// The exchange's id.
     pub id: ExchangeId,
     /// The provider's response body, secrets redacted.
     pub body: String,

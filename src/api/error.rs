@@ -215,22 +215,81 @@ impl From<LedgerError> for ApiError {
     }
 }
 
+/// Example problems for the OpenAPI document, rendered by `ApiError` itself.
+pub mod examples {
+    use super::ApiError;
+    use crate::domain::FieldError;
+    use serde_json::Value;
+
+    const PATH: &str =
+        "/services/usermanagement/api/users/3fa85f64-5717-4562-b3fc-2c963f66afa6/john-deere-credentials";
+
+    fn render(error: ApiError) -> Value {
+        serde_json::to_value(error.problem(Some(PATH))).unwrap_or_default()
+    }
+
+    pub fn bad_request() -> Value {
+        render(ApiError::Validation(vec![
+            FieldError::new("johnDeereCredentials", "clientKey", "NotNull"),
+            FieldError::new("johnDeereCredentials", "clientEnvironment", "Pattern"),
+        ]))
+    }
+    pub fn bad_parameter() -> Value {
+        render(ApiError::BadRequest(
+            "path parameter `leafUserId` must be a UUID".into(),
+        ))
+    }
+    pub fn unauthorized() -> Value {
+        render(ApiError::Unauthorized(
+            "the bearer token is unknown or expired".into(),
+        ))
+    }
+    pub fn not_found() -> Value {
+        render(ApiError::NotFound(
+            "the user has no John Deere credentials".into(),
+        ))
+    }
+    pub fn conflict() -> Value {
+        render(ApiError::Conflict(
+            "a concurrent request changed this resource first; retry".into(),
+        ))
+    }
+    pub fn precondition_failed() -> Value {
+        render(ApiError::PreconditionFailed(
+            "the user already has John Deere credentials".into(),
+        ))
+    }
+    pub fn payload_too_large() -> Value {
+        render(ApiError::PayloadTooLarge(
+            "the body is larger than 65536 bytes".into(),
+        ))
+    }
+    pub fn unsupported_media_type() -> Value {
+        render(ApiError::UnsupportedMediaType(
+            "the body must be application/json, not text/plain".into(),
+        ))
+    }
+    pub fn unavailable() -> Value {
+        render(ApiError::Unavailable)
+    }
+}
+
 // The error answers each kind of route can give, for the OpenAPI document.
 
 #[allow(dead_code)]
 #[derive(IntoResponses)]
 pub enum ReadErrors {
     /// A path or query parameter is malformed (e.g. not a UUID).
-    #[response(status = 400, content_type = "application/problem+json")]
+    #[response(status = 400, content_type = "application/problem+json", example = json!(examples::bad_parameter()))]
     BadRequest(Problem),
     /// The bearer token is missing, unknown or expired.
-    #[response(status = 401, content_type = "application/problem+json")]
+    #[response(status = 401, content_type = "application/problem+json", example = json!(examples::unauthorized()))]
     Unauthorized(Problem),
     /// No such user or credentials (another owner's ids answer the same).
-    #[response(status = 404, content_type = "application/problem+json")]
+    #[response(status = 404, content_type = "application/problem+json", example = json!(examples::not_found()))]
     NotFound(Problem),
     /// Storage is unavailable; retry.
-    #[response(status = 503, content_type = "application/problem+json")]
+    #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),
 }
 
@@ -238,19 +297,19 @@ pub enum ReadErrors {
 #[derive(IntoResponses)]
 pub enum DeleteErrors {
     /// A path parameter is malformed (e.g. not a UUID).
-    #[response(status = 400, content_type = "application/problem+json")]
+    #[response(status = 400, content_type = "application/problem+json", example = json!(examples::bad_parameter()))]
     BadRequest(Problem),
     /// The bearer token is missing, unknown or expired.
-    #[response(status = 401, content_type = "application/problem+json")]
+    #[response(status = 401, content_type = "application/problem+json", example = json!(examples::unauthorized()))]
     Unauthorized(Problem),
     /// No such user or credentials (another owner's ids answer the same).
-    #[response(status = 404, content_type = "application/problem+json")]
+    #[response(status = 404, content_type = "application/problem+json", example = json!(examples::not_found()))]
     NotFound(Problem),
     /// A concurrent request changed the same user first; retry.
-    #[response(status = 409, content_type = "application/problem+json")]
+    #[response(status = 409, content_type = "application/problem+json", example = json!(examples::conflict()))]
     Conflict(Problem),
     /// Storage is unavailable; retry.
-    #[response(status = 503, content_type = "application/problem+json")]
+    #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),
 }
 
@@ -258,25 +317,25 @@ pub enum DeleteErrors {
 #[derive(IntoResponses)]
 pub enum WriteErrors {
     /// Malformed JSON or parameters, or invalid fields (listed in `fieldErrors`).
-    #[response(status = 400, content_type = "application/problem+json")]
+    #[response(status = 400, content_type = "application/problem+json", example = json!(examples::bad_request()))]
     BadRequest(Problem),
     /// The bearer token is missing, unknown or expired.
-    #[response(status = 401, content_type = "application/problem+json")]
+    #[response(status = 401, content_type = "application/problem+json", example = json!(examples::unauthorized()))]
     Unauthorized(Problem),
     /// No such user (another owner's ids answer the same).
-    #[response(status = 404, content_type = "application/problem+json")]
+    #[response(status = 404, content_type = "application/problem+json", example = json!(examples::not_found()))]
     NotFound(Problem),
     /// A concurrent request changed the same user first; retry.
-    #[response(status = 409, content_type = "application/problem+json")]
+    #[response(status = 409, content_type = "application/problem+json", example = json!(examples::conflict()))]
     Conflict(Problem),
     /// The body is larger than the limit.
-    #[response(status = 413, content_type = "application/problem+json")]
+    #[response(status = 413, content_type = "application/problem+json", example = json!(examples::payload_too_large()))]
     PayloadTooLarge(Problem),
     /// The body is not JSON.
-    #[response(status = 415, content_type = "application/problem+json")]
+    #[response(status = 415, content_type = "application/problem+json", example = json!(examples::unsupported_media_type()))]
     UnsupportedMediaType(Problem),
     /// Storage is unavailable; retry.
-    #[response(status = 503, content_type = "application/problem+json")]
+    #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),
 }
 
@@ -284,27 +343,27 @@ pub enum WriteErrors {
 #[derive(IntoResponses)]
 pub enum CreateErrors {
     /// Malformed JSON or parameters, or invalid fields (listed in `fieldErrors`).
-    #[response(status = 400, content_type = "application/problem+json")]
+    #[response(status = 400, content_type = "application/problem+json", example = json!(examples::bad_request()))]
     BadRequest(Problem),
     /// The bearer token is missing, unknown or expired.
-    #[response(status = 401, content_type = "application/problem+json")]
+    #[response(status = 401, content_type = "application/problem+json", example = json!(examples::unauthorized()))]
     Unauthorized(Problem),
     /// No such user (another owner's ids answer the same).
-    #[response(status = 404, content_type = "application/problem+json")]
+    #[response(status = 404, content_type = "application/problem+json", example = json!(examples::not_found()))]
     NotFound(Problem),
     /// A concurrent request changed the same user first; retry.
-    #[response(status = 409, content_type = "application/problem+json")]
+    #[response(status = 409, content_type = "application/problem+json", example = json!(examples::conflict()))]
     Conflict(Problem),
     /// `If-None-Match: *` was sent and credentials already exist.
-    #[response(status = 412, content_type = "application/problem+json")]
+    #[response(status = 412, content_type = "application/problem+json", example = json!(examples::precondition_failed()))]
     PreconditionFailed(Problem),
     /// The body is larger than the limit.
-    #[response(status = 413, content_type = "application/problem+json")]
+    #[response(status = 413, content_type = "application/problem+json", example = json!(examples::payload_too_large()))]
     PayloadTooLarge(Problem),
     /// The body is not JSON.
-    #[response(status = 415, content_type = "application/problem+json")]
+    #[response(status = 415, content_type = "application/problem+json", example = json!(examples::unsupported_media_type()))]
     UnsupportedMediaType(Problem),
     /// Storage is unavailable; retry.
-    #[response(status = 503, content_type = "application/problem+json")]
+    #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),
 }

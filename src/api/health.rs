@@ -10,8 +10,9 @@ use crate::ledger::Ledger;
 
 /// The service is up and its database answers.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "UP"}))]
 pub struct Health {
-    #[schema(example = "UP")]
+    /// `UP`.
     pub status: String,
 }
 
@@ -19,6 +20,7 @@ pub struct Health {
     tag = "Health",
     operation_id = "health",
     summary = "Liveness and readiness",
+    description = "200 while the service runs and its database answers; no authentication.",
     responses(
         (status = 200, description = "Up, and the database answers", body = Health),
         (status = 503, description = "The database does not answer", body = Problem,

@@ -52,11 +52,17 @@ const PROFILE: [FieldSpec; 5] = [
 /// A Leaf user, with the credentials it holds.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = example_user)]
 pub struct LeafUser {
+    /// The Leaf user's id.
     pub id: UserId,
+    /// The user's name.
     pub name: Option<String>,
+    /// The user's email address.
     pub email: Option<String>,
+    /// The user's phone number.
     pub phone: Option<String>,
+    /// The user's postal address.
     pub address: Option<String>,
     /// Your own id for this user.
     pub external_id: Option<String>,
@@ -71,9 +77,13 @@ pub struct LeafUser {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"name": "Jane Grower", "email": "jane@example.com", "externalId": "grower-42"}))]
 pub struct CreateLeafUser {
+    /// The user's name.
     pub name: Option<String>,
+    /// The user's email address.
     pub email: Option<String>,
+    /// The user's phone number.
     pub phone: Option<String>,
+    /// The user's postal address.
     pub address: Option<String>,
     /// Your own id for this user.
     pub external_id: Option<String>,
@@ -88,11 +98,17 @@ pub struct CreateLeafUser {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "name": "Jane Grower", "email": "jane@example.com"}))]
 pub struct UpdateLeafUser {
+    /// The id of the user to update.
     pub id: UserId,
+    /// The user's name.
     pub name: Option<String>,
+    /// The user's email address.
     pub email: Option<String>,
+    /// The user's phone number.
     pub phone: Option<String>,
+    /// The user's postal address.
     pub address: Option<String>,
+    /// Your own id for this user.
     pub external_id: Option<String>,
 }
 
@@ -113,6 +129,20 @@ pub struct ListUsersParams {
     pub name: Option<String>,
     /// Only users with exactly this external id.
     pub external_id: Option<String>,
+}
+
+/// An example user holding John Deere credentials.
+pub fn example_user() -> Value {
+    serde_json::json!({
+        "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "name": "Jane Grower",
+        "email": "jane@example.com",
+        "phone": "+1 555 0100",
+        "address": "1 Farm Road, Ames, IA",
+        "externalId": "grower-42",
+        "createdTime": "2026-11-22T14:03:07.123456Z",
+        "johnDeereCredentials": crate::providers::john_deere::example(),
+    })
 }
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -306,6 +336,7 @@ fn page_links(path: &str, query: &UserQuery, total: u64) -> String {
     tag = "Users",
     operation_id = "get_user",
     summary = "Get a Leaf user",
+    description = "The user, with one credential object per provider it has credentials for.",
     params(("id" = uuid::Uuid, Path, description = "The Leaf user's id")),
     responses((status = 200, description = "The user", body = LeafUser), ReadErrors),
     security(("bearer" = [])),
