@@ -72,6 +72,35 @@ struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "CREDENTIAL_LEDGER_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// A provider's token endpoint: `PROVIDER[:stage|production]=URL`, e.g.
+    /// `raven=https://…/token` (repeat, or comma-separate in the variable). John Deere defaults
+    /// to its published endpoint; AgLeader and Raven publish none, so set theirs.
+    #[arg(
+        long = "token-url",
+        env = "CREDENTIAL_LEDGER_TOKEN_URLS",
+        value_delimiter = ','
+    )]
+    token_urls: Vec<crate::health::TokenUrl>,
+    /// Scopes a provider's tokens must carry, `PROVIDER=SCOPE SCOPE…` (missing: MISSING_PERMISSION).
+    #[arg(
+        long = "required-scopes",
+        env = "CREDENTIAL_LEDGER_REQUIRED_SCOPES",
+        value_delimiter = ','
+    )]
+    required_scopes: Vec<crate::health::RequiredScopes>,
+    /// How many credential checks run at once.
+    #[arg(long, env = "CREDENTIAL_LEDGER_CHECK_CONCURRENCY", default_value_t = 8)]
+    check_concurrency: usize,
+    /// Timeout of one exchange with a provider, in seconds.
+    #[arg(
+        long,
+        env = "CREDENTIAL_LEDGER_CHECK_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    check_timeout_secs: u64,
+    /// Do not check credentials in the background.
+    #[arg(long, env = "CREDENTIAL_LEDGER_NO_HEALTH_CHECKS")]
+    no_health_checks: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +177,14 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         database: database.database.clone(),
         store: database.options(),
         workers: args.workers,
+        health: crate::health::HealthSettings {
+            enabled: !args.no_health_checks,
+            concurrency: args.check_concurrency,
+            timeout: std::time::Duration::from_secs(args.check_timeout_secs),
+            token_urls: args.token_urls,
+            required_scopes: args.required_scopes,
+            ..Default::default()
+        },
     };
     let app = Application::build(settings.clone()).await?;
     if let Some((username, password)) = app.ledger().bootstrap_owner().await? {

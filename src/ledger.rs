@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 
 use crate::domain::event::ProviderExchange;
 use crate::domain::owner::{self, OwnerCommand, OwnerError, OwnerState};
-use crate::domain::user::{self, UserCommand, UserError, UserState};
-use crate::domain::{Clock, DomainEvent, OwnerId, Timestamp, UserId};
-use crate::store::{views, RecordedEvent, Store, StoreError, StreamAppend};
+use crate::domain::user::{self, CheckResult, UserCommand, UserError, UserState};
+use crate::domain::{Clock, CredentialId, DomainEvent, OwnerId, Provider, Timestamp, UserId};
+use crate::store::{views, ExchangeContent, RecordedEvent, Store, StoreError, StreamAppend};
 
 /// How long a bearer token lives: 24 hours, or 30 days with `rememberMe`.
 pub const TOKEN_TTL_HOURS: i64 = 24;
@@ -33,11 +33,22 @@ pub enum LedgerError {
 pub struct Ledger {
     store: Store,
     clock: Arc<dyn Clock>,
+    checks_wanted: Arc<tokio::sync::Notify>,
 }
 
 impl Ledger {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            checks_wanted: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Notified whenever a command makes a credential due for a check (created, replaced,
+    /// check requested), so the health worker need not wait for its next tick.
+    pub fn checks_wanted(&self) -> Arc<tokio::sync::Notify> {
+        self.checks_wanted.clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -71,48 +82,165 @@ impl Ledger {
         if events.is_empty() {
             return Ok(vec![]);
         }
+        let wants_check = events.iter().any(|e| {
+            matches!(
+                e,
+                DomainEvent::CredentialCreated { .. }
+                    | DomainEvent::CredentialReplaced { .. }
+                    | DomainEvent::CredentialCheckRequested { .. }
+            )
+        });
         let append = StreamAppend {
             stream_id,
             expected_version: version,
             owner_id,
             events,
         };
-        Ok(self.store.append(vec![append], self.now()).await?)
+        let recorded = self.store.append(vec![append], self.now()).await?;
+        if wants_check {
+            self.checks_wanted.notify_one();
+        }
+        Ok(recorded)
     }
 
-    /// Records one exchange with a provider, if its credential is still the user's live one.
-    pub async fn record_exchange(&self, exchange: ProviderExchange) -> Result<(), LedgerError> {
-        let user_stream = user::stream_id(exchange.user_id);
-        let history = self.store.read_stream(&user_stream).await?;
+    async fn user_state(&self, user_id: UserId) -> Result<(UserState, u64), LedgerError> {
+        let history = self.store.read_stream(&user::stream_id(user_id)).await?;
         let version = history.last().map_or(0, |r| r.version);
         let state = history
             .iter()
             .map(|r| &r.event)
             .fold(UserState::default(), user::evolve);
+        Ok((state, version))
+    }
+
+    /// `execute` for a command whose intent survives a lost race (e.g. asking for a check):
+    /// on a conflict it is decided again against the new state, up to a few times.
+    pub async fn execute_idempotent(
+        &self,
+        user_id: UserId,
+        command: UserCommand,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let mut attempts = 0;
+        loop {
+            match self.execute(user_id, command.clone()).await {
+                Err(LedgerError::Store(StoreError::Conflict { .. })) if attempts < 5 => {
+                    attempts += 1
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Records one exchange with a provider, if its credential is still the user's live one.
+    pub async fn record_exchange(&self, exchange: ProviderExchange) -> Result<(), LedgerError> {
+        let meta = &exchange.meta;
+        let (state, version) = self.user_state(meta.user_id).await?;
         let UserState::Live(live) = &state else {
             return Err(UserError::StaleCredential.into());
         };
-        user::current_credential(live, exchange.provider, exchange.credential_id)?;
-        let log_stream = format!("exchanges:{}", exchange.credential_id);
+        user::current_credential(live, meta.provider, meta.credential_id)?;
+        let (user_id, credential_id, owner_id) = (meta.user_id, meta.credential_id, live.owner_id);
+        self.append_check(
+            user_id,
+            owner_id,
+            version,
+            vec![],
+            credential_id,
+            vec![exchange],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records a background check: its exchanges, rotated tokens, status and next check, all in
+    /// one transaction. A result for a credential replaced or deleted meanwhile is refused
+    /// (`UserError::StaleCredential`) and nothing is written; a lost race is decided again.
+    pub async fn record_check(
+        &self,
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        result: CheckResult,
+        exchanges: Vec<ProviderExchange>,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let mut attempts = 0;
+        loop {
+            let (state, version) = self.user_state(user_id).await?;
+            let owner_id = match &state {
+                UserState::Live(user) => user.owner_id,
+                _ => return Err(UserError::StaleCredential.into()),
+            };
+            let command = UserCommand::RecordCheck {
+                credential_id,
+                provider,
+                result: result.clone(),
+                now: self.now(),
+            };
+            let events = user::decide(&state, command)?;
+            match self
+                .append_check(
+                    user_id,
+                    owner_id,
+                    version,
+                    events,
+                    credential_id,
+                    exchanges.clone(),
+                )
+                .await
+            {
+                Err(LedgerError::Store(StoreError::Conflict { .. })) if attempts < 5 => {
+                    attempts += 1
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn append_check(
+        &self,
+        user_id: UserId,
+        owner_id: OwnerId,
+        user_version: u64,
+        user_events: Vec<DomainEvent>,
+        credential_id: CredentialId,
+        exchanges: Vec<ProviderExchange>,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let log_stream = format!("exchanges:{credential_id}");
         let log_version = self.store.stream_version(&log_stream).await?;
-        let owner_id = Some(live.owner_id);
+        let contents = exchanges
+            .iter()
+            .map(|x| ExchangeContent {
+                exchange_id: x.meta.exchange_id,
+                credential_id: x.meta.credential_id,
+                recorded_at: x.meta.recorded_at,
+                headers: x.headers.clone(),
+                body: x.body.clone(),
+            })
+            .collect();
+        let log_events = exchanges
+            .into_iter()
+            .map(|x| DomainEvent::ProviderExchangeRecorded { exchange: x.meta })
+            .collect();
+        let owner_id = Some(owner_id);
         let appends = vec![
-            // Appends nothing; fails if the user's stream moved (credential replaced meanwhile).
+            // With no events this only checks that the user's stream did not move meanwhile.
             StreamAppend {
-                stream_id: user_stream,
-                expected_version: version,
+                stream_id: user::stream_id(user_id),
+                expected_version: user_version,
                 owner_id,
-                events: vec![],
+                events: user_events,
             },
             StreamAppend {
                 stream_id: log_stream,
                 expected_version: log_version,
                 owner_id,
-                events: vec![DomainEvent::ProviderExchangeRecorded { exchange }],
+                events: log_events,
             },
         ];
-        self.store.append(appends, self.now()).await?;
-        Ok(())
+        Ok(self
+            .store
+            .append_with_contents(appends, contents, self.now())
+            .await?)
     }
 
     /// Adds an API owner. The password is kept only as an argon2 hash.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod domain;
+pub mod health;
 pub mod ledger;
 pub mod openapi;
 pub mod providers;

@@ -4,7 +4,7 @@
 //! the five annotated endpoints under `/users/{leafUserId}/{slug}`, and its place in a Leaf user.
 
 use crate::api::credentials::{self as endpoints, TokenMetadata};
-use crate::domain::provider::{FieldKind, FieldSpec, ProviderSpec};
+use crate::domain::provider::{ClientAuth, FieldKind, FieldSpec, OAuthCheck, ProviderSpec};
 use crate::domain::{ClientEnvironment, CredentialId, CredentialStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -43,6 +43,7 @@ macro_rules! declare_providers {
             response: $Resp:ident,
             fields: { $( $(#[doc = $fdoc:literal])* $req:ident $kind:ident $field:ident : $fty:ty ),* $(,)? },
             extras: { $( $(#[doc = $xdoc:literal])* $xfield:ident : $xty:ty ),* $(,)? },
+            check: $check:expr,
             example: $example:tt $(,)?
         }
     ),* $(,)?) => {
@@ -111,7 +112,8 @@ macro_rules! declare_providers {
                     .service($module::post_credentials)
                     .service($module::delete_credentials)
                     .service($module::get_status)
-                    .service($module::get_events),
+                    .service($module::get_events)
+                    .service($module::post_check),
             );)*
         }
 
@@ -178,6 +180,7 @@ macro_rules! declare_providers {
                         required: required!($req),
                         kind: field_kind!($kind),
                     }),*],
+                    check: $check,
                 };
 
                 #[utoipa::path(
@@ -282,6 +285,33 @@ macro_rules! declare_providers {
 
                 #[utoipa::path(
                     tag = $name,
+                    operation_id = concat!("check_", $op, "_credentials"),
+                    summary = concat!("Check the ", $name, " credentials now"),
+                    description = "Asks the background worker to check the credentials at the \
+                        provider now (a refresh-token exchange). Answers at once with the current \
+                        status; read `status` and `events` for the outcome. A check already due or \
+                        running is not repeated. This is how an `UNAUTHENTICATED` credential, which \
+                        is otherwise left alone until it is replaced, gets checked again.",
+                    params(("leafUserId" = uuid::Uuid, Path, description = "The Leaf user's id")),
+                    responses(
+                        (status = 202, description = "A check is due; the current status",
+                            body = endpoints::CredentialStatusBody),
+                        DeleteErrors,
+                    ),
+                    security(("bearer" = [])),
+                )]
+                #[post("/check")]
+                pub async fn post_check(
+                    owner: Owner,
+                    user: LeafUserId,
+                    ledger: Data<Ledger>,
+                ) -> Result<HttpResponse, ApiError> {
+                    let status = endpoints::request_check(&ledger, owner, user, Provider::$variant).await?;
+                    Ok(HttpResponse::Accepted().json(endpoints::CredentialStatusBody { status }))
+                }
+
+                #[utoipa::path(
+                    tag = $name,
                     operation_id = concat!("get_", $op, "_credentials_events"),
                     summary = concat!("Get the ", $name, " credentials' events"),
                     description = "The exchanges with the provider over the last 30 days, newest \
@@ -328,6 +358,12 @@ declare_providers! {
             optional secret access_token: Option<String>,
         },
         extras: {},
+        // AgFiniti publishes no token endpoint: configure it (see the README).
+        check: OAuthCheck {
+            client_auth: ClientAuth::Body { id: "publicKey", secret: "privateKey" },
+            production_token_url: None,
+            stage_token_url: None,
+        },
         example: {
             "refreshToken": "grower-refresh-token",
             "publicKey": "your-public-key",
@@ -366,6 +402,11 @@ declare_providers! {
             /// OAuth 1 token secret (legacy credentials only; otherwise null).
             token_secret_key: Option<String>,
         },
+        check: OAuthCheck {
+            client_auth: ClientAuth::Basic { id: "clientKey", secret: "clientSecret" },
+            production_token_url: Some("https://signin.johndeere.com/oauth2/aus78tnlaysMraFhC1t7/v1/token"),
+            stage_token_url: Some("https://signin.johndeere.com/oauth2/aus78tnlaysMraFhC1t7/v1/token"),
+        },
         example: {
             "clientKey": "your-client-key",
             "clientSecret": "your-client-secret",
@@ -395,6 +436,12 @@ declare_providers! {
             access_token: Option<String>,
             /// What the provider said about the current token.
             token_metadata: TokenMetadata,
+        },
+        // Raven publishes no token endpoint: configure it (see the README).
+        check: OAuthCheck {
+            client_auth: ClientAuth::Body { id: "clientId", secret: "clientSecret" },
+            production_token_url: None,
+            stage_token_url: None,
         },
         example: {
             "clientId": "your-client-id",

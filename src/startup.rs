@@ -26,12 +26,15 @@ pub struct Settings {
     pub store: StoreOptions,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// The background credential checks.
+    pub health: crate::health::HealthSettings,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     ledger: Ledger,
+    worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -49,10 +52,12 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let server = server(listener, ledger.clone(), settings.workers)?;
+        let worker = crate::health::spawn(ledger.clone(), settings.health.clone())?;
         Ok(Application {
             port,
             server,
             ledger,
+            worker,
         })
     }
 
@@ -64,8 +69,18 @@ impl Application {
         &self.ledger
     }
 
+    /// Stops the server (and so the worker) from elsewhere.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped; the health worker stops with the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        if let Some(worker) = self.worker {
+            worker.abort();
+        }
+        result
     }
 }
 

@@ -207,3 +207,25 @@ pub async fn events(
         })
         .collect())
 }
+
+/// Records that a check is wanted now; returns the credential's current status.
+pub async fn request_check(
+    ledger: &Ledger,
+    owner: Owner,
+    user: LeafUserId,
+    provider: Provider,
+) -> Result<CredentialStatus, ApiError> {
+    let now = ledger.now();
+    // Concurrent requests all want the same thing: a lost race is decided again, not a 409.
+    ledger
+        .execute_idempotent(
+            user.0,
+            UserCommand::RequestCheck {
+                owner_id: owner.0,
+                provider,
+                now,
+            },
+        )
+        .await?;
+    Ok(get(ledger, owner, user, provider).await?.status)
+}

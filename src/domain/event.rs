@@ -20,16 +20,39 @@ pub struct UserProfile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderExchange {
+    #[serde(flatten)]
+    pub meta: ExchangeMeta,
+    /// The response headers, as a JSON object in a string.
+    pub headers: String,
+    /// The response body.
+    pub body: String,
+}
+
+/// What the ledger keeps of an exchange. Headers and body live beside the ledger (see
+/// `exchange_contents`), so that they can be reclaimed after 30 days without touching events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExchangeMeta {
     pub exchange_id: ExchangeId,
     pub user_id: UserId,
     pub credential_id: CredentialId,
     pub provider: Provider,
     pub request_method: String,
     pub request_url: String,
+    /// 0 when no response came (timeout, connection refused).
     pub status_code: u16,
-    pub headers: String,
-    pub body: String,
     pub recorded_at: Timestamp,
+}
+
+/// Tokens a provider issued in a successful refresh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedTokens {
+    pub access_token: String,
+    /// A rotated refresh token, when the provider sent one.
+    pub refresh_token: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,8 +113,31 @@ pub enum DomainEvent {
         status: CredentialStatus,
         reason: Option<String>,
     },
+    /// A check found the provider issuing fresh tokens; a rotated refresh token replaces the old.
+    CredentialTokensRotated {
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        tokens: IssuedTokens,
+    },
+    /// A check ran; the next one is due at `next_check_at` (none: wait for a replacement or a
+    /// requested check).
+    CredentialChecked {
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        next_check_at: Option<Timestamp>,
+        consecutive_failures: u32,
+    },
+    /// Someone asked for a check now.
+    CredentialCheckRequested {
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        at: Timestamp,
+    },
     ProviderExchangeRecorded {
-        exchange: ProviderExchange,
+        exchange: ExchangeMeta,
     },
 }
 
@@ -107,6 +153,9 @@ impl DomainEvent {
             Self::CredentialReplaced { .. } => "CredentialReplaced",
             Self::CredentialDeleted { .. } => "CredentialDeleted",
             Self::CredentialStatusChanged { .. } => "CredentialStatusChanged",
+            Self::CredentialTokensRotated { .. } => "CredentialTokensRotated",
+            Self::CredentialChecked { .. } => "CredentialChecked",
+            Self::CredentialCheckRequested { .. } => "CredentialCheckRequested",
             Self::ProviderExchangeRecorded { .. } => "ProviderExchangeRecorded",
         }
     }

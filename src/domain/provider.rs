@@ -173,6 +173,32 @@ pub fn validate_object(
     }
 }
 
+/// How a provider's OAuth client authenticates at its token endpoint, naming the credential
+/// fields (JSON names) that hold the client id and secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`).
+    Basic {
+        id: &'static str,
+        secret: &'static str,
+    },
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    Body {
+        id: &'static str,
+        secret: &'static str,
+    },
+}
+
+/// How a credential of this provider is checked: a `refresh_token` grant at its token endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct OAuthCheck {
+    pub client_auth: ClientAuth,
+    /// The provider's published production token endpoint, if it publishes one.
+    pub production_token_url: Option<&'static str>,
+    /// The published token endpoint for `clientEnvironment: STAGE`, if different.
+    pub stage_token_url: Option<&'static str>,
+}
+
 /// Everything the rest of the service needs to know about one provider.
 #[derive(Debug)]
 pub struct ProviderSpec {
@@ -184,6 +210,8 @@ pub struct ProviderSpec {
     /// Name of the credential object in a Leaf user (and in `fieldErrors`).
     pub object_name: &'static str,
     pub fields: &'static [FieldSpec],
+    /// How its credentials are checked in the background.
+    pub check: OAuthCheck,
 }
 
 impl ProviderSpec {

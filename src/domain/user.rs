@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-use super::event::UserProfile;
+use super::event::{IssuedTokens, UserProfile};
 use super::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Provider, Timestamp, UserId};
 
 pub fn stream_id(user_id: UserId) -> String {
@@ -18,6 +18,55 @@ pub struct CredentialState {
     pub status: CredentialStatus,
     pub fields: Map<String, Value>,
     pub created_at: Timestamp,
+    /// When the next background check is due; none while it waits for a replacement or a
+    /// requested check (after `UNAUTHENTICATED`).
+    pub next_check_at: Option<Timestamp>,
+    pub consecutive_failures: u32,
+}
+
+/// What a background check of a credential found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    pub status: CredentialStatus,
+    pub tokens: Option<IssuedTokens>,
+    /// Why, in a few words (e.g. `invalid_grant`, `timeout`).
+    pub reason: String,
+}
+
+/// Checks of a valid credential are at most this far apart.
+pub const MAX_CHECK_INTERVAL_HOURS: i64 = 24;
+/// A valid credential is checked this long before its access token expires.
+pub const REFRESH_MARGIN_MINUTES: i64 = 5;
+/// After a provider failure the next check waits 1, 2, 4, … minutes, at most an hour.
+pub const BACKOFF_BASE_SECS: i64 = 60;
+pub const BACKOFF_MAX_SECS: i64 = 3600;
+
+/// When to check again after `result`, and the new count of consecutive provider failures.
+pub fn next_check(result: &CheckResult, failures: u32, now: Timestamp) -> (Option<Timestamp>, u32) {
+    use chrono::Duration;
+    let daily = now.plus(Duration::hours(MAX_CHECK_INTERVAL_HOURS));
+    match result.status {
+        CredentialStatus::Ok => {
+            let before_expiry = result
+                .tokens
+                .as_ref()
+                .and_then(|t| t.expires_at)
+                .map(|at| at.minus(Duration::minutes(REFRESH_MARGIN_MINUTES)))
+                .unwrap_or(daily);
+            let next = before_expiry.min(daily).max(now.plus(Duration::minutes(1)));
+            (Some(next), 0)
+        }
+        CredentialStatus::TemporarilyUnavailable => {
+            let wait = BACKOFF_BASE_SECS
+                .saturating_mul(1 << failures.min(16))
+                .min(BACKOFF_MAX_SECS);
+            (Some(now.plus(Duration::seconds(wait))), failures + 1)
+        }
+        // Permissions may be granted later: look again daily.
+        CredentialStatus::MissingPermission => (Some(daily), 0),
+        // Not hammered: only a replacement or a requested check brings it back.
+        CredentialStatus::Unauthenticated => (None, 0),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +131,20 @@ pub enum UserCommand {
     DeleteCredential {
         owner_id: OwnerId,
         provider: Provider,
+    },
+    /// A background check's result for one credential: rotated tokens, status and next check.
+    /// Refused (`StaleCredential`) if the credential was replaced or deleted meanwhile.
+    RecordCheck {
+        credential_id: CredentialId,
+        provider: Provider,
+        result: CheckResult,
+        now: Timestamp,
+    },
+    /// `POST …/check`: check now (nothing to do if a check is already due).
+    RequestCheck {
+        owner_id: OwnerId,
+        provider: Provider,
+        now: Timestamp,
     },
     /// A background check's verdict on one credential; ignored if it was replaced meanwhile.
     ChangeStatus {
@@ -191,6 +254,66 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
                 provider,
             }])
         }
+        UserCommand::RecordCheck {
+            credential_id,
+            provider,
+            result,
+            now,
+        } => {
+            let UserState::Live(user) = state else {
+                return Err(UserError::StaleCredential);
+            };
+            let current = current_credential(user, provider, credential_id)?;
+            let user_id = user.id;
+            let mut events = Vec::new();
+            if let Some(tokens) = result.tokens.clone() {
+                events.push(E::CredentialTokensRotated {
+                    user_id,
+                    credential_id,
+                    provider,
+                    tokens,
+                });
+            }
+            if current.status != result.status {
+                events.push(E::CredentialStatusChanged {
+                    user_id,
+                    credential_id,
+                    provider,
+                    status: result.status,
+                    reason: Some(result.reason.clone()),
+                });
+            }
+            let (next_check_at, consecutive_failures) =
+                next_check(&result, current.consecutive_failures, now);
+            events.push(E::CredentialChecked {
+                user_id,
+                credential_id,
+                provider,
+                next_check_at,
+                consecutive_failures,
+            });
+            Ok(events)
+        }
+        UserCommand::RequestCheck {
+            owner_id,
+            provider,
+            now,
+        } => {
+            let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
+            let current = user
+                .credentials
+                .get(&provider)
+                .ok_or(UserError::NoCredential(provider))?;
+            if current.next_check_at.is_some_and(|due| due <= now) {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::CredentialCheckRequested {
+                user_id: user.id,
+                credential_id: current.id,
+                provider,
+                at: now,
+            }])
+        }
         UserCommand::ChangeStatus {
             credential_id,
             provider,
@@ -225,6 +348,22 @@ pub fn current_credential(
         .get(&provider)
         .filter(|c| c.id == credential_id)
         .ok_or(UserError::StaleCredential)
+}
+
+/// Puts freshly issued tokens into a credential's fields (shared with the projection).
+pub fn apply_tokens(fields: &mut Map<String, Value>, tokens: &IssuedTokens) {
+    fields.insert(
+        "accessToken".into(),
+        Value::String(tokens.access_token.clone()),
+    );
+    if let Some(refresh) = &tokens.refresh_token {
+        fields.insert("refreshToken".into(), Value::String(refresh.clone()));
+    }
+    fields.insert("scopes".into(), serde_json::json!(tokens.scopes));
+    match tokens.expires_at {
+        Some(at) => fields.insert("accessTokenExpiresAt".into(), Value::String(at.to_string())),
+        None => fields.remove("accessTokenExpiresAt"),
+    };
 }
 
 pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
@@ -273,6 +412,8 @@ pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
                     status: CredentialStatus::Ok,
                     fields: fields.clone(),
                     created_at: *created_at,
+                    next_check_at: Some(*created_at),
+                    consecutive_failures: 0,
                 },
             );
         }
@@ -284,6 +425,29 @@ pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
         } => {
             if let Some(credential) = user.credentials.get_mut(provider) {
                 credential.status = *status;
+            }
+        }
+        E::CredentialTokensRotated {
+            provider, tokens, ..
+        } => {
+            if let Some(credential) = user.credentials.get_mut(provider) {
+                apply_tokens(&mut credential.fields, tokens);
+            }
+        }
+        E::CredentialChecked {
+            provider,
+            next_check_at,
+            consecutive_failures,
+            ..
+        } => {
+            if let Some(credential) = user.credentials.get_mut(provider) {
+                credential.next_check_at = *next_check_at;
+                credential.consecutive_failures = *consecutive_failures;
+            }
+        }
+        E::CredentialCheckRequested { provider, at, .. } => {
+            if let Some(credential) = user.credentials.get_mut(provider) {
+                credential.next_check_at = Some(*at);
             }
         }
         _ => {}
@@ -469,6 +633,117 @@ mod tests {
             reason: None,
         };
         assert_eq!(decide(&state, change), Err(UserError::StaleCredential));
+    }
+
+    fn ok_with(refresh: Option<&str>, expires_in_minutes: i64) -> CheckResult {
+        CheckResult {
+            status: CredentialStatus::Ok,
+            tokens: Some(IssuedTokens {
+                access_token: "a2".into(),
+                refresh_token: refresh.map(str::to_owned),
+                expires_at: Some(at().plus(chrono::Duration::minutes(expires_in_minutes))),
+                scopes: vec!["ag1".into()],
+            }),
+            reason: "refreshed".into(),
+        }
+    }
+
+    #[test]
+    fn given_raven_when_a_check_rotates_tokens_then_they_replace_the_old_ones() {
+        let g = a_user();
+        let id = CredentialId::new();
+        let state = with_raven(&g, id);
+        let record = UserCommand::RecordCheck {
+            credential_id: id,
+            provider: Provider::Raven,
+            result: ok_with(Some("r-next"), 60),
+            now: at(),
+        };
+        let events = decide(&state, record).unwrap();
+        assert!(matches!(
+            events[0],
+            DomainEvent::CredentialTokensRotated { .. }
+        ));
+        let next = match &events[1] {
+            DomainEvent::CredentialChecked { next_check_at, .. } => *next_check_at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            next,
+            Some(at().plus(chrono::Duration::minutes(55))),
+            "before the token expires"
+        );
+        let state = events.iter().fold(state, evolve);
+        let UserState::Live(user) = state else {
+            panic!()
+        };
+        let raven = &user.credentials[&Provider::Raven];
+        assert_eq!(raven.fields["refreshToken"], "r-next");
+        assert_eq!(raven.fields["accessToken"], "a2");
+    }
+
+    #[test]
+    fn a_long_lived_token_is_still_checked_daily_and_failures_back_off() {
+        let (next, failures) = next_check(&ok_with(None, 60 * 24 * 90), 3, at());
+        assert_eq!(
+            (next, failures),
+            (Some(at().plus(chrono::Duration::hours(24))), 0)
+        );
+        let down = CheckResult {
+            status: CredentialStatus::TemporarilyUnavailable,
+            tokens: None,
+            reason: "503".into(),
+        };
+        let waits: Vec<i64> = (0..8)
+            .map(|f| {
+                (next_check(&down, f, at()).0.unwrap().datetime() - at().datetime()).num_seconds()
+            })
+            .collect();
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        let revoked = CheckResult {
+            status: CredentialStatus::Unauthenticated,
+            tokens: None,
+            reason: "invalid_grant".into(),
+        };
+        assert_eq!(next_check(&revoked, 0, at()), (None, 0), "not hammered");
+    }
+
+    #[test]
+    fn given_a_due_check_when_another_is_requested_then_nothing_happens() {
+        let g = a_user();
+        let state = with_raven(&g, CredentialId::new());
+        let request = UserCommand::RequestCheck {
+            owner_id: g.owner,
+            provider: Provider::Raven,
+            now: at(),
+        };
+        assert_eq!(
+            decide(&state, request),
+            Ok(vec![]),
+            "a new credential is already due"
+        );
+    }
+
+    #[test]
+    fn given_a_replaced_credential_when_its_check_result_arrives_then_it_is_refused() {
+        let g = a_user();
+        let old = CredentialId::new();
+        let state = with_raven(&g, old);
+        let state = evolve(
+            state,
+            &DomainEvent::CredentialDeleted {
+                user_id: g.user,
+                credential_id: old,
+                provider: Provider::Raven,
+            },
+        );
+        let record = UserCommand::RecordCheck {
+            credential_id: old,
+            provider: Provider::Raven,
+            result: ok_with(Some("r-next"), 60),
+            now: at(),
+        };
+        assert_eq!(decide(&state, record), Err(UserError::StaleCredential));
     }
 
     #[test]

@@ -54,6 +54,16 @@ pub struct RecordedEvent {
     pub event: DomainEvent,
 }
 
+/// The redacted headers and body of one exchange, stored beside the ledger.
+#[derive(Clone, Debug)]
+pub struct ExchangeContent {
+    pub exchange_id: crate::domain::ExchangeId,
+    pub credential_id: crate::domain::CredentialId,
+    pub recorded_at: Timestamp,
+    pub headers: String,
+    pub body: String,
+}
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 #[derive(Clone)]
@@ -140,8 +150,32 @@ impl Store {
         appends: Vec<StreamAppend>,
         recorded_at: Timestamp,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.append_with_contents(appends, vec![], recorded_at)
+            .await
+    }
+
+    /// `append`, also storing the contents of the exchanges the events record.
+    pub async fn append_with_contents(
+        &self,
+        appends: Vec<StreamAppend>,
+        contents: Vec<ExchangeContent>,
+        recorded_at: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for content in &contents {
+                tx.prepare_cached(
+                    "INSERT INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(rusqlite::params![
+                    content.exchange_id.to_string(),
+                    content.credential_id.to_string(),
+                    content.recorded_at.to_string(),
+                    content.headers,
+                    content.body,
+                ])?;
+            }
             let mut recorded = Vec::new();
             for append in &appends {
                 for event in ledger::append_events(&tx, append, recorded_at)? {
@@ -192,6 +226,25 @@ impl Store {
             tx.commit()?;
             progress(done, total);
             Ok(done)
+        })
+        .await
+    }
+
+    /// Deletes exchange contents (and their log rows) recorded before `cutoff`. Events stay.
+    pub async fn purge_exchanges(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let cutoff = cutoff.to_string();
+            tx.execute(
+                "DELETE FROM provider_exchanges WHERE recorded_at < ?1",
+                [&cutoff],
+            )?;
+            let purged = tx.execute(
+                "DELETE FROM exchange_contents WHERE recorded_at < ?1",
+                [&cutoff],
+            )?;
+            tx.commit()?;
+            Ok(purged)
         })
         .await
     }

@@ -1,6 +1,6 @@
 //! Projections: the current views, updated in the append's transaction and rebuilt from position 0.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{RecordedEvent, StoreError};
 use crate::domain::{CredentialStatus, DomainEvent};
@@ -77,6 +77,10 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
         }
         E::UserDeleted { user_id } => {
             let id = user_id.to_string();
+            conn.prepare_cached(
+                "DELETE FROM exchange_contents WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = ?1)",
+            )?
+            .execute([&id])?;
             conn.prepare_cached("DELETE FROM provider_exchanges WHERE user_id = ?1")?
                 .execute([&id])?;
             conn.prepare_cached("DELETE FROM credentials WHERE user_id = ?1")?
@@ -131,13 +135,55 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
             conn.prepare_cached("UPDATE credentials SET status = ?2 WHERE id = ?1")?
                 .execute(params![credential_id.to_string(), status.as_str()])?;
         }
+        E::CredentialTokensRotated {
+            credential_id,
+            tokens,
+            ..
+        } => {
+            let id = credential_id.to_string();
+            let fields: Option<String> = conn
+                .prepare_cached("SELECT fields FROM credentials WHERE id = ?1")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            if let Some(fields) = fields {
+                let mut fields: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&fields)
+                        .map_err(|_| StoreError::Corrupt(format!("fields of credential {id}")))?;
+                crate::domain::user::apply_tokens(&mut fields, tokens);
+                conn.prepare_cached("UPDATE credentials SET fields = ?2 WHERE id = ?1")?
+                    .execute(params![id, serde_json::Value::Object(fields).to_string()])?;
+            }
+        }
+        E::CredentialChecked {
+            credential_id,
+            next_check_at,
+            consecutive_failures,
+            ..
+        } => {
+            conn.prepare_cached(
+                "UPDATE credentials SET next_check_at = ?2, consecutive_failures = ?3 WHERE id = ?1",
+            )?
+            .execute(params![
+                credential_id.to_string(),
+                next_check_at.map(|t| t.to_string()),
+                consecutive_failures
+            ])?;
+        }
+        E::CredentialCheckRequested {
+            credential_id, at, ..
+        } => {
+            conn.prepare_cached("UPDATE credentials SET next_check_at = ?2 WHERE id = ?1")?
+                .execute(params![credential_id.to_string(), at.to_string()])?;
+        }
         E::ProviderExchangeRecorded { exchange: x } => {
-            // Only a live credential has a log; the ledger keeps the fact either way.
+            // Shown only while its credential lives and its contents are retained; the ledger
+            // keeps the fact either way.
             conn.prepare_cached(
                 "INSERT INTO provider_exchanges
-                   (id, credential_id, user_id, request_method, request_url, status_code, headers, body, recorded_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-                 WHERE EXISTS (SELECT 1 FROM credentials WHERE id = ?2)",
+                   (id, credential_id, user_id, request_method, request_url, status_code, recorded_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                 WHERE EXISTS (SELECT 1 FROM credentials WHERE id = ?2)
+                   AND EXISTS (SELECT 1 FROM exchange_contents WHERE exchange_id = ?1)",
             )?
             .execute(params![
                 x.exchange_id.to_string(),
@@ -146,8 +192,6 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
                 x.request_method,
                 x.request_url,
                 x.status_code,
-                x.headers,
-                x.body,
                 x.recorded_at.to_string(),
             ])?;
         }
@@ -168,8 +212,8 @@ fn insert_credential(
         .owner_id
         .ok_or_else(|| StoreError::Corrupt(format!("event {} has no owner", recorded.position)))?;
     conn.prepare_cached(
-        "INSERT INTO credentials (id, user_id, owner_id, provider, status, fields, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO credentials (id, user_id, owner_id, provider, status, fields, created_at, next_check_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
     )?
     .execute(params![
         credential_id.to_string(),
@@ -185,6 +229,9 @@ fn insert_credential(
 
 fn delete_credential(conn: &Connection, credential_id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
+        .execute([credential_id])?;
+    // A deleted credential's log is never shown again: reclaim its contents now.
+    conn.prepare_cached("DELETE FROM exchange_contents WHERE credential_id = ?1")?
         .execute([credential_id])?;
     conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?
         .execute([credential_id])?;

@@ -75,8 +75,11 @@ CREATE TABLE IF NOT EXISTS credentials (
     status     TEXT NOT NULL,
     fields     TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    next_check_at        TEXT,                  -- NULL: wait for a replacement or a request
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user_id, provider)
 );
+CREATE INDEX IF NOT EXISTS credentials_due ON credentials (next_check_at) WHERE next_check_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS provider_exchanges (
     id             TEXT PRIMARY KEY,
     credential_id  TEXT    NOT NULL,
@@ -84,8 +87,6 @@ CREATE TABLE IF NOT EXISTS provider_exchanges (
     request_method TEXT    NOT NULL,
     request_url    TEXT    NOT NULL,
     status_code    INTEGER NOT NULL,
-    headers        TEXT    NOT NULL,
-    body           TEXT    NOT NULL,
     recorded_at    TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_credential
@@ -93,8 +94,25 @@ CREATE INDEX IF NOT EXISTS exchanges_by_credential
 CREATE INDEX IF NOT EXISTS exchanges_by_user ON provider_exchanges (user_id);
 "#;
 
+/// The redacted headers and bodies of provider exchanges. Not the ledger and not a projection:
+/// each row is written in the transaction that appends its `ProviderExchangeRecorded` event, and
+/// the retention job deletes rows older than 30 days (and those of deleted credentials), so their
+/// storage is reclaimed while the events table is never touched. `rebuild` keeps this table.
+const EXCHANGE_CONTENTS: &str = r#"
+CREATE TABLE IF NOT EXISTS exchange_contents (
+    exchange_id   TEXT PRIMARY KEY,
+    credential_id TEXT NOT NULL,
+    recorded_at   TEXT NOT NULL,
+    headers       TEXT NOT NULL,
+    body          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exchange_contents_by_age ON exchange_contents (recorded_at);
+CREATE INDEX IF NOT EXISTS exchange_contents_by_credential ON exchange_contents (credential_id);
+"#;
+
 pub fn create_ledger(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(LEDGER)
+    conn.execute_batch(LEDGER)?;
+    conn.execute_batch(EXCHANGE_CONTENTS)
 }
 
 pub fn create_projections(conn: &Connection) -> rusqlite::Result<()> {

@@ -238,8 +238,9 @@ pub fn exchanges_of(
     since: Timestamp,
 ) -> Result<Vec<ExchangeView>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, status_code, headers, body, recorded_at FROM provider_exchanges
-         WHERE credential_id = ?1 AND recorded_at >= ?2 ORDER BY recorded_at DESC, id DESC",
+        "SELECT x.id, x.status_code, c.headers, c.body, x.recorded_at
+         FROM provider_exchanges x JOIN exchange_contents c ON c.exchange_id = x.id
+         WHERE x.credential_id = ?1 AND x.recorded_at >= ?2 ORDER BY x.recorded_at DESC, x.id DESC",
     )?;
     let rows = stmt.query_map(params![credential.to_string(), since.to_string()], |r| {
         Ok((
@@ -261,4 +262,65 @@ pub fn exchanges_of(
         })
     })
     .collect()
+}
+
+/// A credential whose background check is due.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DueCheck {
+    pub owner_id: OwnerId,
+    pub credential: CredentialView,
+    pub next_check_at: Timestamp,
+}
+
+fn raw_due(r: &Row<'_>) -> rusqlite::Result<(RawCredential, String, String)> {
+    Ok((
+        raw_credential(r)?,
+        r.get::<_, String>(6)?,
+        r.get::<_, String>(7)?,
+    ))
+}
+
+/// Credentials of the `providers` (a JSON array of provider keys) due for a check at `now`,
+/// longest overdue first.
+pub fn due_checks(
+    conn: &Connection,
+    now: Timestamp,
+    providers: &str,
+    limit: u32,
+) -> Result<Vec<DueCheck>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CREDENTIAL_COLUMNS}, owner_id, next_check_at FROM credentials
+         WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
+           AND provider IN (SELECT value FROM json_each(?2))
+         ORDER BY next_check_at LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![now.to_string(), providers, limit], raw_due)?;
+    rows.map(|row| {
+        let (raw, owner, next) = row?;
+        Ok(DueCheck {
+            owner_id: parse(owner, "owner id")?,
+            credential: credential(raw)?,
+            next_check_at: timestamp(next)?,
+        })
+    })
+    .collect()
+}
+
+/// One credential's schedule, if it is live and scheduled.
+pub fn due_check(conn: &Connection, id: CredentialId) -> Result<Option<DueCheck>, StoreError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, owner_id, next_check_at FROM credentials
+             WHERE id = ?1 AND next_check_at IS NOT NULL"
+        ))?
+        .query_row([id.to_string()], raw_due)
+        .optional()?;
+    row.map(|(raw, owner, next)| {
+        Ok(DueCheck {
+            owner_id: parse(owner, "owner id")?,
+            credential: credential(raw)?,
+            next_check_at: timestamp(next)?,
+        })
+    })
+    .transpose()
 }

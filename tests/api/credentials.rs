@@ -1,6 +1,6 @@
 use crate::helpers::{problem, providers, spawn_app, TestApp};
 use crate::snapshot;
-use credential_ledger::domain::event::ProviderExchange;
+use credential_ledger::domain::event::{ExchangeMeta, ProviderExchange};
 use credential_ledger::domain::{CredentialId, ExchangeId, Provider, UserId};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -117,16 +117,18 @@ async fn missing_or_wrong_fields_are_listed_and_nothing_is_written() {
 
 async fn record(app: &TestApp, user: &str, credential: &str, slug: &str, code: u16, days_ago: i64) {
     let exchange = ProviderExchange {
-        exchange_id: ExchangeId::new(),
-        user_id: user.parse::<UserId>().unwrap(),
-        credential_id: credential.parse::<CredentialId>().unwrap(),
-        provider: provider_of(slug),
-        request_method: "POST".into(),
-        request_url: "https://provider.example/oauth/token".into(),
-        status_code: code,
+        meta: ExchangeMeta {
+            exchange_id: ExchangeId::new(),
+            user_id: user.parse::<UserId>().unwrap(),
+            credential_id: credential.parse::<CredentialId>().unwrap(),
+            provider: provider_of(slug),
+            request_method: "POST".into(),
+            request_url: "https://provider.example/oauth/token".into(),
+            status_code: code,
+            recorded_at: app.ledger.now().minus(chrono::Duration::days(days_ago)),
+        },
         headers: "{\"content-type\":\"application/json\"}".into(),
         body: format!("{{\"days_ago\":{days_ago},\"access_token\":\"[redacted]\"}}"),
-        recorded_at: app.ledger.now().minus(chrono::Duration::days(days_ago)),
     };
     app.ledger
         .record_exchange(exchange)
@@ -212,16 +214,18 @@ async fn events_show_the_last_30_days_newest_first_and_vanish_on_replace_and_del
 
         // An exchange for the replaced credential is refused: its log is gone for good.
         let late = ProviderExchange {
-            exchange_id: ExchangeId::new(),
-            user_id: user.parse().unwrap(),
-            credential_id: credential.parse().unwrap(),
-            provider: provider_of(slug),
-            request_method: "POST".into(),
-            request_url: "https://provider.example/oauth/token".into(),
-            status_code: 200,
+            meta: ExchangeMeta {
+                exchange_id: ExchangeId::new(),
+                user_id: user.parse().unwrap(),
+                credential_id: credential.parse().unwrap(),
+                provider: provider_of(slug),
+                request_method: "POST".into(),
+                request_url: "https://provider.example/oauth/token".into(),
+                status_code: 200,
+                recorded_at: app.ledger.now(),
+            },
             headers: String::new(),
             body: String::new(),
-            recorded_at: app.ledger.now(),
         };
         assert!(app.ledger.record_exchange(late).await.is_err());
 

@@ -2,7 +2,9 @@
 //! and one typed method per endpoint.
 
 use credential_ledger::domain::time::ManualClock;
+use credential_ledger::domain::Clock;
 use credential_ledger::domain::Timestamp;
+use credential_ledger::health::HealthSettings;
 use credential_ledger::ledger::Ledger;
 use credential_ledger::startup::{Application, Settings};
 use credential_ledger::store::StoreOptions;
@@ -43,12 +45,33 @@ pub struct TestApp {
     pub database: PathBuf,
     /// A bearer token of the owner `alice`.
     pub token: String,
-    _dir: tempfile::TempDir,
+    /// The folder of the database; taken by `restart`.
+    pub dir: Option<tempfile::TempDir>,
+    server: actix_web::dev::ServerHandle,
 }
 
+/// The app without background checks (tests that exercise them use `spawn_app_with`).
 pub async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database = dir.path().join("data").join("ledger.sqlite");
+    spawn_app_with(
+        HealthSettings {
+            enabled: false,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+}
+
+/// The app with these health settings, over `database` if given (else a fresh one).
+pub async fn spawn_app_with(
+    health: HealthSettings,
+    database: Option<(tempfile::TempDir, PathBuf)>,
+) -> TestApp {
+    let (dir, database) = database.unwrap_or_else(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("data").join("ledger.sqlite");
+        (dir, database)
+    });
     let clock = Arc::new(ManualClock::new(
         Timestamp::parse("2026-11-01T12:00:00Z").unwrap(),
     ));
@@ -57,12 +80,14 @@ pub async fn spawn_app() -> TestApp {
         database: database.clone(),
         store: StoreOptions::default(),
         workers: 2,
+        health,
     };
     let app = Application::build_with_clock(settings, clock.clone())
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let ledger = app.ledger().clone();
+    let server = app.server_handle();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut test = TestApp {
@@ -72,13 +97,41 @@ pub async fn spawn_app() -> TestApp {
         clock,
         database,
         token: String::new(),
-        _dir: dir,
+        dir: Some(dir),
+        server,
     };
-    test.token = test.owner_token("alice").await;
+    if test
+        .ledger
+        .store()
+        .read(credential_ledger::store::views::count_owners)
+        .await
+        .unwrap()
+        == 0
+    {
+        test.token = test.owner_token("alice").await;
+    } else {
+        test.relogin().await;
+    }
     test
 }
 
 impl TestApp {
+    /// Stops this server and its worker, and starts a new one over the same database (the
+    /// clock carries on from where it was).
+    pub async fn restart(mut self, health: HealthSettings) -> TestApp {
+        self.server.stop(true).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = self.clock.now();
+        let mut next = spawn_app_with(
+            health,
+            Some((self.dir.take().unwrap(), self.database.clone())),
+        )
+        .await;
+        next.clock.set(now);
+        next.relogin().await;
+        next
+    }
+
     /// Creates an owner and logs it in.
     pub async fn owner_token(&self, username: &str) -> String {
         self.ledger
@@ -96,6 +149,11 @@ impl TestApp {
     /// Moves the clock and logs `alice` in again (her token lives 24 hours).
     pub async fn advance_clock(&mut self, by: chrono::Duration) {
         self.clock.advance(by);
+        self.relogin().await;
+    }
+
+    /// Logs `alice` in again.
+    pub async fn relogin(&mut self) {
         let response = self
             .login(json!({"username": "alice", "password": "correct horse battery"}))
             .await;

@@ -75,16 +75,18 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         .await
         .unwrap();
     let exchange = credential_ledger::domain::event::ProviderExchange {
-        exchange_id: credential_ledger::domain::ExchangeId::new(),
-        user_id: users[2].parse().unwrap(),
-        credential_id: raven["id"].as_str().unwrap().parse().unwrap(),
-        provider: Provider::Raven,
-        request_method: "POST".into(),
-        request_url: "https://raven.example/token".into(),
-        status_code: 400,
+        meta: credential_ledger::domain::event::ExchangeMeta {
+            exchange_id: credential_ledger::domain::ExchangeId::new(),
+            user_id: users[2].parse().unwrap(),
+            credential_id: raven["id"].as_str().unwrap().parse().unwrap(),
+            provider: Provider::Raven,
+            request_method: "POST".into(),
+            request_url: "https://raven.example/token".into(),
+            status_code: 400,
+            recorded_at: app.ledger.now(),
+        },
         headers: "{}".into(),
         body: "{\"error\":\"invalid_grant\"}".into(),
-        recorded_at: app.ledger.now(),
     };
     app.ledger.record_exchange(exchange).await.unwrap();
     let status: Value = app

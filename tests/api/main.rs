@@ -3,6 +3,8 @@
 mod auth;
 mod credentials;
 mod errors;
+mod fake_provider;
+mod health;
 mod helpers;
 mod ledger;
 mod openapi;

@@ -1,0 +1,265 @@
+//! One check of one credential: a `refresh_token` grant at the provider's token endpoint, the
+//! answer classified into a status, the exchange redacted for the log.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::redact;
+use crate::domain::event::{ExchangeMeta, IssuedTokens, ProviderExchange};
+use crate::domain::provider::{ClientAuth, FieldKind, ProviderSpec};
+use crate::domain::user::CheckResult;
+use crate::domain::{CredentialStatus, ExchangeId, Timestamp};
+use crate::store::views::CredentialView;
+
+/// The largest provider response body kept.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<i64>,
+    scope: Option<String>,
+    error: Option<String>,
+}
+
+fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> &'a str {
+    fields.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Every secret the exchange could echo: the credential's secret fields, its tokens.
+fn known_secrets(spec: &ProviderSpec, fields: &Map<String, Value>) -> Vec<String> {
+    let mut secrets: Vec<String> = spec
+        .fields
+        .iter()
+        .filter(|f| f.kind == FieldKind::Secret)
+        .map(|f| field(fields, &f.json_name()).to_owned())
+        .collect();
+    secrets.push(field(fields, "accessToken").to_owned());
+    secrets.push(field(fields, "refreshToken").to_owned());
+    secrets
+}
+
+/// Checks `credential` at `token_url`. Never fails: every outcome is a status and an exchange.
+pub async fn check(
+    client: &reqwest::Client,
+    spec: &ProviderSpec,
+    credential: &CredentialView,
+    token_url: &str,
+    required_scopes: &[String],
+    now: impl Fn() -> Timestamp,
+) -> (CheckResult, ProviderExchange) {
+    let fields = &credential.fields;
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", field(fields, "refreshToken")),
+    ];
+    let mut request = client.post(token_url).header("Accept", "application/json");
+    match spec.check.client_auth {
+        ClientAuth::Basic { id, secret } => {
+            request = request.basic_auth(field(fields, id), Some(field(fields, secret)));
+        }
+        ClientAuth::Body { id, secret } => {
+            form.push(("client_id", field(fields, id)));
+            form.push(("client_secret", field(fields, secret)));
+        }
+    }
+    let mut secrets = known_secrets(spec, fields);
+    let sent = request.form(&form).send().await;
+    let at = now();
+    let meta = |status_code| ExchangeMeta {
+        exchange_id: ExchangeId::new(),
+        user_id: credential.user_id,
+        credential_id: credential.id,
+        provider: credential.provider,
+        request_method: "POST".into(),
+        request_url: token_url.to_owned(),
+        status_code,
+        recorded_at: at,
+    };
+    let response = match sent {
+        Ok(response) => response,
+        Err(error) => {
+            let reason = if error.is_timeout() {
+                "timeout"
+            } else if error.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            let result = CheckResult {
+                status: CredentialStatus::TemporarilyUnavailable,
+                tokens: None,
+                reason: reason.into(),
+            };
+            let exchange = ProviderExchange {
+                meta: meta(0),
+                headers: "{}".into(),
+                body: redact::scrub(&format!("no response: {reason}"), &secrets),
+            };
+            return (result, exchange);
+        }
+    };
+    let code = response.status().as_u16();
+    let header_pairs: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    let text = match response.bytes().await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned(),
+        Err(_) => String::new(),
+    };
+    let parsed: Option<TokenResponse> = serde_json::from_str(&text).ok();
+    if let Some(tokens) = &parsed {
+        secrets.extend(tokens.access_token.clone());
+        secrets.extend(tokens.refresh_token.clone());
+    }
+    let result = classify(code, parsed, required_scopes, at);
+    let exchange = ProviderExchange {
+        meta: meta(code),
+        headers: redact::headers(
+            header_pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            &secrets,
+        ),
+        body: redact::body(&text, &secrets),
+    };
+    (result, exchange)
+}
+
+fn classify(
+    code: u16,
+    parsed: Option<TokenResponse>,
+    required_scopes: &[String],
+    at: Timestamp,
+) -> CheckResult {
+    let error = parsed.as_ref().and_then(|p| p.error.clone());
+    let result = |status, reason: String| CheckResult {
+        status,
+        tokens: None,
+        reason,
+    };
+    match code {
+        200..=299 => {
+            let Some(TokenResponse {
+                access_token: Some(access_token),
+                refresh_token,
+                expires_in,
+                scope,
+                ..
+            }) = parsed
+            else {
+                return result(
+                    CredentialStatus::TemporarilyUnavailable,
+                    "no access_token in the answer".into(),
+                );
+            };
+            let scopes: Vec<String> = scope
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            let missing: Vec<&String> = required_scopes
+                .iter()
+                .filter(|s| !scopes.contains(s))
+                .collect();
+            let tokens = IssuedTokens {
+                access_token,
+                refresh_token,
+                expires_at: expires_in.map(|secs| at.plus(chrono::Duration::seconds(secs))),
+                scopes,
+            };
+            // Tokens are kept even when scopes are missing: a rotated refresh token is never lost.
+            let (status, reason) = if missing.is_empty() {
+                (CredentialStatus::Ok, "refreshed".to_owned())
+            } else {
+                let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                (
+                    CredentialStatus::MissingPermission,
+                    format!("missing scopes: {}", names.join(" ")),
+                )
+            };
+            CheckResult {
+                status,
+                tokens: Some(tokens),
+                reason,
+            }
+        }
+        400 | 401 => result(
+            CredentialStatus::Unauthenticated,
+            error.unwrap_or_else(|| format!("HTTP {code}")),
+        ),
+        403 => result(
+            CredentialStatus::MissingPermission,
+            error.unwrap_or_else(|| "HTTP 403".into()),
+        ),
+        _ => result(
+            CredentialStatus::TemporarilyUnavailable,
+            format!("HTTP {code}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> Timestamp {
+        Timestamp::parse("2026-11-01T00:00:00Z").unwrap()
+    }
+
+    fn answer(json: &str) -> Option<TokenResponse> {
+        serde_json::from_str(json).ok()
+    }
+
+    #[test]
+    fn answers_map_to_statuses() {
+        let ok = classify(
+            200,
+            answer(r#"{"access_token":"a","expires_in":60,"scope":"x y"}"#),
+            &[],
+            at(),
+        );
+        assert_eq!(ok.status, CredentialStatus::Ok);
+        assert_eq!(ok.tokens.unwrap().scopes, ["x", "y"]);
+        let scoped = classify(
+            200,
+            answer(r#"{"access_token":"a","scope":"x"}"#),
+            &["y".into()],
+            at(),
+        );
+        assert_eq!(
+            (scoped.status, scoped.reason.as_str()),
+            (CredentialStatus::MissingPermission, "missing scopes: y")
+        );
+        assert!(scoped.tokens.is_some(), "tokens are kept");
+        let revoked = classify(400, answer(r#"{"error":"invalid_grant"}"#), &[], at());
+        assert_eq!(
+            (revoked.status, revoked.reason.as_str()),
+            (CredentialStatus::Unauthenticated, "invalid_grant")
+        );
+        assert_eq!(
+            classify(401, None, &[], at()).status,
+            CredentialStatus::Unauthenticated
+        );
+        assert_eq!(
+            classify(403, None, &[], at()).status,
+            CredentialStatus::MissingPermission
+        );
+        for code in [429, 500, 502, 503] {
+            assert_eq!(
+                classify(code, None, &[], at()).status,
+                CredentialStatus::TemporarilyUnavailable
+            );
+        }
+        assert_eq!(
+            classify(200, answer("{}"), &[], at()).status,
+            CredentialStatus::TemporarilyUnavailable
+        );
+    }
+}

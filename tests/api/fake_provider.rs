@@ -1,0 +1,111 @@
+//! A scripted OAuth2 token endpoint on 127.0.0.1, standing in for a provider.
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One scripted answer. `{refresh_token}` in the body is replaced by the one received.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// What the provider received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub authorization: Option<String>,
+    pub form: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct State {
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Option<Reply>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+pub struct FakeProvider {
+    pub url: String,
+    state: Arc<State>,
+}
+
+async fn token(
+    req: HttpRequest,
+    form: web::Form<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    state.seen.lock().unwrap().push(Seen {
+        authorization: req
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        form: form.clone(),
+    });
+    let scripted = state.script.lock().unwrap().pop_front();
+    let reply = scripted
+        .or_else(|| state.default.lock().unwrap().clone())
+        .expect("a reply is scripted");
+    tokio::time::sleep(reply.delay).await;
+    let refresh = form.get("refresh_token").cloned().unwrap_or_default();
+    let body = reply.body.to_string().replace("{refresh_token}", &refresh);
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap())
+        .content_type("application/json")
+        .insert_header(("Set-Cookie", "session=provider-session-secret"))
+        .body(body)
+}
+
+impl FakeProvider {
+    pub async fn start(default: Reply) -> FakeProvider {
+        let state = Arc::new(State::default());
+        *state.default.lock().unwrap() = Some(default);
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/token", web::post().to(token))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        // Runs until the test's runtime ends.
+        tokio::spawn(server.run());
+        FakeProvider {
+            url: format!("http://127.0.0.1:{port}/token"),
+            state,
+        }
+    }
+
+    /// Answers the next request with `reply` (before falling back to the default).
+    pub fn then(&self, reply: Reply) {
+        self.state.script.lock().unwrap().push_back(reply);
+    }
+
+    pub fn set_default(&self, reply: Reply) {
+        *self.state.default.lock().unwrap() = Some(reply);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,510 @@
+//! The health worker against a real (fake) OAuth2 token endpoint on loopback, observed through
+//! the HTTP API, with the clock under the test's control.
+
+use crate::fake_provider::{FakeProvider, Reply};
+use crate::helpers::{problem, spawn_app_with, TestApp};
+use credential_ledger::health::{HealthSettings, RequiredScopes, TokenUrl};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const RAVEN: &str = "raven-credentials";
+
+fn settings(token_url: &str) -> HealthSettings {
+    HealthSettings {
+        enabled: true,
+        tick: Duration::from_millis(25),
+        concurrency: 4,
+        timeout: Duration::from_millis(400),
+        token_urls: vec![
+            format!("raven={token_url}").parse::<TokenUrl>().unwrap(),
+            format!("john-deere={token_url}")
+                .parse::<TokenUrl>()
+                .unwrap(),
+        ],
+        required_scopes: vec![],
+        retention_every: Duration::from_secs(3600),
+    }
+}
+
+fn ok_reply() -> Reply {
+    Reply::json(
+        200,
+        json!({"access_token": "at-{refresh_token}", "refresh_token": "rotated-{refresh_token}",
+               "expires_in": 3600, "scope": "read write", "token_type": "Bearer"}),
+    )
+}
+
+fn raven_body(refresh: &str) -> Value {
+    json!({"clientId": "raven-client", "clientSecret": "raven-client-secret", "refreshToken": refresh})
+}
+
+/// Polls `probe` until it holds, for at most 5 seconds.
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn events(app: &TestApp, user: &str) -> Vec<Value> {
+    app.get_events(user, RAVEN).await.json().await.unwrap()
+}
+
+async fn raven(app: &TestApp, user: &str) -> Value {
+    app.get_credentials(user, RAVEN).await.json().await.unwrap()
+}
+
+async fn check_now(app: &TestApp, user: &str) -> reqwest::Response {
+    let path = format!("{}/check", TestApp::credential_path(user, RAVEN));
+    app.send(Method::POST, &path, Some(&app.token), None).await
+}
+
+/// Lets the worker run a few ticks.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_new_credential_is_checked_at_once_and_its_rotated_tokens_are_kept() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    let mut app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt-1"))
+        .await;
+
+    eventually("the new credential was checked", || async {
+        events(&app, &user).await.len() == 1
+    })
+    .await;
+    let seen = &provider.seen()[0];
+    assert_eq!(seen.form["grant_type"], "refresh_token");
+    assert_eq!(seen.form["refresh_token"], "rt-1");
+    assert_eq!(seen.form["client_id"], "raven-client");
+    assert_eq!(seen.form["client_secret"], "raven-client-secret");
+    let credential = raven(&app, &user).await;
+    assert_eq!(credential["status"], "OK");
+    assert_eq!(credential["accessToken"], "at-rt-1");
+    assert_eq!(
+        credential["refreshToken"], "rotated-rt-1",
+        "the rotated refresh token replaced the old one"
+    );
+    assert_eq!(
+        credential["tokenMetadata"]["scopes"],
+        json!(["read", "write"])
+    );
+
+    let logged = &events(&app, &user).await[0];
+    assert_eq!(logged["statusCode"], 200);
+    let text = logged.to_string();
+    for secret in [
+        "at-rt-1",
+        "rotated-rt-1",
+        "rt-1",
+        "raven-client-secret",
+        "provider-session-secret",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} leaked into the exchange log: {text}"
+        );
+    }
+    assert!(text.contains("[redacted]"));
+
+    // The token expires in an hour: the next check comes 5 minutes before, with the new token.
+    app.advance_clock(chrono::Duration::minutes(50)).await;
+    settle().await;
+    assert_eq!(provider.seen().len(), 1, "not due yet");
+    app.advance_clock(chrono::Duration::minutes(6)).await;
+    eventually("the credential was checked again", || async {
+        provider.seen().len() == 2
+    })
+    .await;
+    assert_eq!(provider.seen()[1].form["refresh_token"], "rotated-rt-1");
+    eventually("the second rotation is stored", || async {
+        raven(&app, &user).await["refreshToken"] == "rotated-rotated-rt-1"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn john_deere_authenticates_with_basic_auth_and_its_environment() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    let body = json!({"clientKey": "jd-key", "clientSecret": "jd-secret", "refreshToken": "jd-rt",
+                      "clientEnvironment": "STAGE"});
+    app.post_credentials(&user, "john-deere-credentials", &body)
+        .await;
+    eventually("John Deere was checked", || async {
+        provider.seen().len() == 1
+    })
+    .await;
+    // base64("jd-key:jd-secret")
+    assert_eq!(
+        provider.seen()[0].authorization.as_deref(),
+        Some("Basic amQta2V5OmpkLXNlY3JldA==")
+    );
+    assert!(!provider.seen()[0].form.contains_key("client_secret"));
+    eventually("the scopes are stored", || async {
+        let jd: Value = app
+            .get_credentials(&user, "john-deere-credentials")
+            .await
+            .json()
+            .await
+            .unwrap();
+        jd["scopes"] == json!(["read", "write"])
+            && jd["tokenMetadata"]["scopes"] == json!(["read", "write"])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_revoked_credential_is_unauthenticated_and_left_alone_until_a_check_is_asked_for() {
+    let provider = FakeProvider::start(Reply::json(400, json!({"error": "invalid_grant"}))).await;
+    let mut app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("revoked"))
+        .await;
+    eventually("the credential is UNAUTHENTICATED", || async {
+        raven(&app, &user).await["status"] == "UNAUTHENTICATED"
+    })
+    .await;
+    let status: Value = app.get_status(&user, RAVEN).await.json().await.unwrap();
+    assert_eq!(status, json!({"status": "UNAUTHENTICATED"}));
+
+    app.advance_clock(chrono::Duration::days(3)).await;
+    settle().await;
+    assert_eq!(provider.seen().len(), 1, "not hammered");
+
+    provider.set_default(ok_reply());
+    let asked = check_now(&app, &user).await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    crate::snapshot!(
+        "raven-credentials_check_accepted",
+        asked.json::<Value>().await.unwrap()
+    );
+    eventually("the requested check passed", || async {
+        raven(&app, &user).await["status"] == "OK"
+    })
+    .await;
+    assert_eq!(provider.seen().len(), 2);
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    problem(check_now(&app, &unknown).await, 404).await;
+}
+
+#[tokio::test]
+async fn forbidden_or_missing_scopes_are_missing_permission() {
+    let provider = FakeProvider::start(Reply::json(403, json!({"error": "access_denied"}))).await;
+    let mut health = settings(&provider.url);
+    health.required_scopes = vec!["raven=read admin".parse::<RequiredScopes>().unwrap()];
+    let mut app = spawn_app_with(health, None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt")).await;
+    eventually("403 is MISSING_PERMISSION", || async {
+        raven(&app, &user).await["status"] == "MISSING_PERMISSION"
+    })
+    .await;
+
+    provider.set_default(ok_reply()); // grants "read write", not "admin"
+    app.advance_clock(chrono::Duration::hours(25)).await;
+    eventually("the daily check ran", || async {
+        provider.seen().len() == 2
+    })
+    .await;
+    eventually("the rotated token is kept", || async {
+        raven(&app, &user).await["refreshToken"] == "rotated-rt"
+    })
+    .await;
+    assert_eq!(
+        raven(&app, &user).await["status"],
+        "MISSING_PERMISSION",
+        "admin scope is missing"
+    );
+}
+
+#[tokio::test]
+async fn provider_failures_back_off_and_recover() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    provider.then(Reply::json(503, json!({"error": "unavailable"})));
+    provider.then(Reply::json(429, json!({"error": "slow down"})));
+    let mut app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt")).await;
+    eventually("503 is TEMPORARILY_UNAVAILABLE", || async {
+        raven(&app, &user).await["status"] == "TEMPORARILY_UNAVAILABLE"
+    })
+    .await;
+
+    app.advance_clock(chrono::Duration::seconds(30)).await;
+    settle().await;
+    assert_eq!(
+        provider.seen().len(),
+        1,
+        "backs off a minute after the first failure"
+    );
+    app.advance_clock(chrono::Duration::seconds(31)).await;
+    eventually("the second check ran", || async {
+        provider.seen().len() == 2
+    })
+    .await;
+    app.advance_clock(chrono::Duration::seconds(90)).await;
+    settle().await;
+    assert_eq!(provider.seen().len(), 2, "then two minutes");
+    app.advance_clock(chrono::Duration::seconds(31)).await;
+    eventually("back to OK", || async {
+        raven(&app, &user).await["status"] == "OK"
+    })
+    .await;
+    let codes: Vec<Value> = events(&app, &user)
+        .await
+        .iter()
+        .map(|e| e["statusCode"].clone())
+        .collect();
+    assert_eq!(codes, [json!(200), json!(429), json!(503)], "newest first");
+}
+
+#[tokio::test]
+async fn a_hanging_or_absent_provider_is_temporarily_unavailable() {
+    let provider = FakeProvider::start(ok_reply().after(Duration::from_secs(3))).await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt")).await;
+    eventually("the hanging provider timed out", || async {
+        raven(&app, &user).await["status"] == "TEMPORARILY_UNAVAILABLE"
+    })
+    .await;
+    let logged = &events(&app, &user).await[0];
+    assert_eq!(logged["statusCode"], 0);
+    assert_eq!(logged["body"], "no response: timeout");
+
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(settings(&format!("http://127.0.0.1:{closed}/token")), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt")).await;
+    eventually(
+        "a refused connection is TEMPORARILY_UNAVAILABLE",
+        || async { raven(&app, &user).await["status"] == "TEMPORARILY_UNAVAILABLE" },
+    )
+    .await;
+    assert_eq!(
+        events(&app, &user).await[0]["body"],
+        "no response: connection failed"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_check_requests_make_one_exchange() {
+    let provider = FakeProvider::start(Reply::json(400, json!({"error": "invalid_grant"}))).await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt")).await;
+    eventually("UNAUTHENTICATED", || async {
+        raven(&app, &user).await["status"] == "UNAUTHENTICATED"
+    })
+    .await;
+
+    provider.set_default(ok_reply().after(Duration::from_millis(200)));
+    let asks = (0..10).map(|_| check_now(&app, &user));
+    for response in futures::future::join_all(asks).await {
+        let status = response.status();
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+    eventually("the requested check passed", || async {
+        raven(&app, &user).await["status"] == "OK"
+    })
+    .await;
+    settle().await;
+    assert_eq!(
+        provider.seen().len(),
+        2,
+        "one check for the creation, one for ten requests"
+    );
+    assert_eq!(events(&app, &user).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_late_result_for_a_replaced_credential_is_discarded() {
+    let provider = FakeProvider::start(ok_reply().after(Duration::from_millis(300))).await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    let old: Value = app
+        .post_credentials(&user, RAVEN, &raven_body("old-rt"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    eventually("the old credential's check is under way", || async {
+        provider.seen().len() == 1
+    })
+    .await;
+    let new: Value = app
+        .post_credentials(&user, RAVEN, &raven_body("new-rt"))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    eventually("the new credential was checked", || async {
+        raven(&app, &user).await["refreshToken"] == "rotated-new-rt"
+    })
+    .await;
+    settle().await;
+    assert_eq!(raven(&app, &user).await["id"], new["id"]);
+    let old_id = old["id"].as_str().unwrap();
+    let applied: i64 = app
+        .sqlite()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE payload ->> 'credentialId' = ?1
+             AND event_type IN ('CredentialTokensRotated', 'CredentialChecked', 'ProviderExchangeRecorded')",
+            [old_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        applied, 0,
+        "nothing of the old credential's late check was applied"
+    );
+    assert_eq!(
+        events(&app, &user).await.len(),
+        1,
+        "only the new credential's exchange"
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_the_worker_resumes_from_the_ledger_without_a_burst() {
+    let provider = FakeProvider::start(Reply::json(
+        200,
+        json!({"access_token": "at", "scope": "read"}),
+    ))
+    .await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let mut users = Vec::new();
+    for i in 0..3 {
+        let user = app.new_user().await;
+        app.post_credentials(&user, RAVEN, &raven_body(&format!("rt-{i}")))
+            .await;
+        users.push(user);
+    }
+    eventually("each was checked once", || async {
+        provider.seen().len() == 3
+    })
+    .await;
+
+    let mut app = app.restart(settings(&provider.url)).await;
+    settle().await;
+    assert_eq!(
+        provider.seen().len(),
+        3,
+        "no burst of checks after the restart"
+    );
+    app.advance_clock(chrono::Duration::hours(24)).await;
+    eventually("the daily checks ran", || async {
+        provider.seen().len() == 6
+    })
+    .await;
+    settle().await;
+    assert_eq!(provider.seen().len(), 6);
+    assert_eq!(events(&app, &users[0]).await.len(), 2);
+}
+
+#[tokio::test]
+async fn exchanges_older_than_30_days_are_hidden_then_reclaimed_and_the_ledger_keeps_its_events() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    let mut health = settings(&provider.url);
+    health.retention_every = Duration::from_millis(50);
+    let mut app = spawn_app_with(health, None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt")).await;
+    eventually("checked", || async { events(&app, &user).await.len() == 1 }).await;
+    let contents = |app: &TestApp| -> i64 {
+        app.sqlite()
+            .query_row("SELECT COUNT(*) FROM exchange_contents", [], |r| r.get(0))
+            .unwrap()
+    };
+    let recorded = |app: &TestApp| -> i64 {
+        app.sqlite()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE event_type = 'ProviderExchangeRecorded'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+
+    let first = events(&app, &user).await[0]["id"].clone();
+    // 31 days on, the daily check runs again and retention reclaims the first exchange.
+    app.advance_clock(chrono::Duration::days(31)).await;
+    eventually(
+        "the new check ran and the old contents were reclaimed",
+        || async { recorded(&app) == 2 && contents(&app) == 1 },
+    )
+    .await;
+    let shown = events(&app, &user).await;
+    assert_eq!(shown.len(), 1, "older than 30 days: not shown");
+    assert_ne!(shown[0]["id"], first);
+    assert_eq!(recorded(&app), 2, "the ledger keeps both events");
+}
+
+#[tokio::test]
+async fn the_exchange_log_never_holds_a_secret() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    provider.then(Reply::json(
+        400,
+        json!({"error": "invalid_grant", "refresh_token": "{refresh_token}"}),
+    ));
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("secret-refresh-1"))
+        .await;
+    eventually("UNAUTHENTICATED", || async {
+        raven(&app, &user).await["status"] == "UNAUTHENTICATED"
+    })
+    .await;
+    check_now(&app, &user).await;
+    eventually("OK", || async {
+        raven(&app, &user).await["status"] == "OK"
+    })
+    .await;
+    let conn = app.sqlite();
+    let stored: Vec<String> = conn
+        .prepare("SELECT headers || body FROM exchange_contents UNION ALL SELECT request_url FROM provider_exchanges")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 4);
+    for text in stored {
+        for secret in [
+            "secret-refresh-1",
+            "raven-client-secret",
+            "at-secret-refresh-1",
+            "provider-session-secret",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{secret} is in the exchange log: {text}"
+            );
+        }
+    }
+}
