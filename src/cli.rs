@@ -5,9 +5,11 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::crypto::{KeySource, Keyring};
 use crate::domain::SystemClock;
 use crate::ledger::Ledger;
 use crate::startup::{Application, Settings};
+use crate::store::WrappedKey;
 use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Parser)]
@@ -37,11 +39,38 @@ struct DatabaseArgs {
     /// last commits (never corrupts the database).
     #[arg(long, global = true, env = "CREDENTIAL_LEDGER_RELAXED_DURABILITY")]
     relaxed_durability: bool,
+    /// The master key file (`ID BASE64KEY` lines, newest last), generated with mode 0600 on
+    /// first start; by default `master.key` beside the database. It wraps every credential's
+    /// data key: keep it out of database backups. `CREDENTIAL_LEDGER_MASTER_KEY` (one base64
+    /// key) overrides it.
+    #[arg(long, global = true, env = "CREDENTIAL_LEDGER_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 impl DatabaseArgs {
     fn open(&self) -> anyhow::Result<Store> {
         Ok(Store::open(&self.database, self.options())?)
+    }
+
+    fn key_source(&self) -> KeySource {
+        match std::env::var("CREDENTIAL_LEDGER_MASTER_KEY") {
+            Ok(key) if !key.trim().is_empty() => KeySource::Inline(key),
+            _ => KeySource::File(self.master_key_file.clone().unwrap_or_else(|| {
+                self.database
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("master.key")
+            })),
+        }
+    }
+
+    fn ledger(&self) -> anyhow::Result<Ledger> {
+        let keyring = Keyring::open(self.key_source())?;
+        Ok(Ledger::new(
+            self.open()?,
+            Arc::new(SystemClock),
+            Arc::new(keyring),
+        ))
     }
 
     fn options(&self) -> StoreOptions {
@@ -62,6 +91,8 @@ enum Command {
     Openapi,
     /// Drop every projection and rebuild it from the ledger.
     Rebuild,
+    /// Add a new master key and re-wrap every data key with it (the server keeps running).
+    RotateKey,
 }
 
 #[derive(Debug, Default, Args)]
@@ -132,13 +163,37 @@ impl Cli {
                     password.len() >= 8,
                     "the password must have at least 8 characters"
                 );
-                let ledger = Ledger::new(self.database.open()?, Arc::new(SystemClock));
+                let ledger = self.database.ledger()?;
                 let id = ledger.create_owner(&username, &password).await?;
                 println!("created owner {username} ({id})");
                 Ok(())
             }
             Some(Command::Openapi) => {
                 print!("{}", crate::openapi::document_json());
+                Ok(())
+            }
+            Some(Command::RotateKey) => {
+                let ledger = self.database.ledger()?;
+                let keyring = ledger.keyring_handle();
+                let new_id = keyring.add_key()?;
+                let rewrap = keyring.clone();
+                let count = ledger
+                    .store()
+                    .rewrap_keys(move |old| {
+                        let aad = old.credential_id.to_string();
+                        let key = rewrap
+                            .unwrap(&old.key_id, &old.wrapped, &aad)
+                            .map_err(|e| e.to_string())?;
+                        let (key_id, wrapped) =
+                            rewrap.wrap(&key, &aad).map_err(|e| e.to_string())?;
+                        Ok(WrappedKey {
+                            credential_id: old.credential_id,
+                            key_id,
+                            wrapped,
+                        })
+                    })
+                    .await?;
+                println!("master key {new_id} is active; {count} data keys re-wrapped with it");
                 Ok(())
             }
             Some(Command::Rebuild) => {
@@ -176,6 +231,7 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         bind: args.bind,
         database: database.database.clone(),
         store: database.options(),
+        master_key: database.key_source(),
         workers: args.workers,
         health: crate::health::HealthSettings {
             enabled: !args.no_health_checks,

@@ -7,11 +7,19 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
 
+use crate::crypto::{self, DataKey, Keyring};
+use crate::domain::event::IssuedTokens;
 use crate::domain::event::ProviderExchange;
 use crate::domain::owner::{self, OwnerCommand, OwnerError, OwnerState};
+use crate::domain::provider::FieldKind;
+use crate::domain::user::NewCredential;
 use crate::domain::user::{self, CheckResult, UserCommand, UserError, UserState};
 use crate::domain::{Clock, CredentialId, DomainEvent, OwnerId, Provider, Timestamp, UserId};
-use crate::store::{views, ExchangeContent, RecordedEvent, Store, StoreError, StreamAppend};
+use crate::store::views::CredentialView;
+use crate::store::{
+    views, ExchangeContent, RecordedEvent, SideWrites, Store, StoreError, StreamAppend, WrappedKey,
+};
+use serde_json::Value;
 
 /// How long a bearer token lives: 24 hours, or 30 days with `rememberMe`.
 pub const TOKEN_TTL_HOURS: i64 = 24;
@@ -33,16 +41,91 @@ pub enum LedgerError {
 pub struct Ledger {
     store: Store,
     clock: Arc<dyn Clock>,
+    keyring: Arc<Keyring>,
     checks_wanted: Arc<tokio::sync::Notify>,
 }
 
 impl Ledger {
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, keyring: Arc<Keyring>) -> Self {
         Self {
             store,
             clock,
+            keyring,
             checks_wanted: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    pub fn keyring_handle(&self) -> Arc<Keyring> {
+        self.keyring.clone()
+    }
+
+    /// Seals a new credential's secret fields with a fresh data key; returns the key, wrapped.
+    pub fn seal_credential(
+        &self,
+        credential: &mut NewCredential,
+    ) -> Result<WrappedKey, LedgerError> {
+        let key = DataKey::generate();
+        for (name, value) in credential.fields.iter_mut() {
+            if let (true, Some(text)) = (is_secret(credential.provider, name), value.as_str()) {
+                *value = Value::String(key.seal(text, &format!("{}/{name}", credential.id)));
+            }
+        }
+        let (key_id, wrapped) = self
+            .keyring
+            .wrap(&key, &credential.id.to_string())
+            .map_err(internal)?;
+        Ok(WrappedKey {
+            credential_id: credential.id,
+            key_id,
+            wrapped,
+        })
+    }
+
+    fn data_key(&self, view: &CredentialView) -> Result<DataKey, LedgerError> {
+        let wrapped = view.data_key.as_ref().ok_or_else(|| {
+            LedgerError::Internal(format!("credential {} has no data key", view.id))
+        })?;
+        self.keyring
+            .unwrap(&wrapped.key_id, &wrapped.wrapped, &view.id.to_string())
+            .map_err(internal)
+    }
+
+    /// The credential with its secret fields decrypted.
+    pub fn open(&self, mut view: CredentialView) -> Result<CredentialView, LedgerError> {
+        if !view
+            .fields
+            .values()
+            .any(|v| v.as_str().is_some_and(crypto::is_sealed))
+        {
+            return Ok(view);
+        }
+        let key = self.data_key(&view)?;
+        for (name, value) in view.fields.iter_mut() {
+            if let Some(sealed) = value.as_str().filter(|v| crypto::is_sealed(v)) {
+                *value = Value::String(
+                    key.open(sealed, &format!("{}/{name}", view.id))
+                        .map_err(internal)?,
+                );
+            }
+        }
+        Ok(view)
+    }
+
+    /// Tokens a check obtained, sealed with the credential's data key.
+    pub fn seal_tokens(
+        &self,
+        view: &CredentialView,
+        tokens: IssuedTokens,
+    ) -> Result<IssuedTokens, LedgerError> {
+        let key = self.data_key(view)?;
+        let aad = |name: &str| format!("{}/{name}", view.id);
+        Ok(IssuedTokens {
+            access_token: key.seal(&tokens.access_token, &aad("accessToken")),
+            refresh_token: tokens
+                .refresh_token
+                .map(|t| key.seal(&t, &aad("refreshToken"))),
+            ..tokens
+        })
     }
 
     /// Notified whenever a command makes a credential due for a check (created, replaced,
@@ -65,6 +148,16 @@ impl Ledger {
         &self,
         user_id: UserId,
         command: UserCommand,
+    ) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.execute_with_keys(user_id, command, vec![]).await
+    }
+
+    /// `execute`, storing the wrapped data keys of the credentials the command creates.
+    pub async fn execute_with_keys(
+        &self,
+        user_id: UserId,
+        command: UserCommand,
+        data_keys: Vec<WrappedKey>,
     ) -> Result<Vec<RecordedEvent>, LedgerError> {
         let stream_id = user::stream_id(user_id);
         let history = self.store.read_stream(&stream_id).await?;
@@ -96,7 +189,14 @@ impl Ledger {
             owner_id,
             events,
         };
-        let recorded = self.store.append(vec![append], self.now()).await?;
+        let side = SideWrites {
+            contents: vec![],
+            data_keys,
+        };
+        let recorded = self
+            .store
+            .append_with(vec![append], side, self.now())
+            .await?;
         if wants_check {
             self.checks_wanted.notify_one();
         }
@@ -239,7 +339,14 @@ impl Ledger {
         ];
         Ok(self
             .store
-            .append_with_contents(appends, contents, self.now())
+            .append_with(
+                appends,
+                SideWrites {
+                    contents,
+                    data_keys: vec![],
+                },
+                self.now(),
+            )
             .await?)
     }
 
@@ -405,4 +512,20 @@ async fn verify_password(password: String, hash: String) -> Result<bool, LedgerE
     })
     .await
     .map_err(|e| LedgerError::Internal(e.to_string()))
+}
+
+fn internal(error: crypto::CryptoError) -> LedgerError {
+    LedgerError::Internal(error.to_string())
+}
+
+/// Whether a credential field is a secret, sealed at rest: the provider's secret fields and the
+/// tokens a check stores.
+pub fn is_secret(provider: Provider, name: &str) -> bool {
+    name == "accessToken"
+        || name == "refreshToken"
+        || provider
+            .spec()
+            .fields
+            .iter()
+            .any(|f| f.kind == FieldKind::Secret && f.json_name() == name)
 }

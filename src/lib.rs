@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod crypto;
 pub mod domain;
 pub mod health;
 pub mod ledger;

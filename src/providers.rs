@@ -161,6 +161,7 @@ macro_rules! declare_providers {
                         user_id: crate::domain::UserId(uuid::uuid!("3fa85f64-5717-4562-b3fc-2c963f66afa6")),
                         provider: Provider::$variant,
                         status: CredentialStatus::Ok,
+                        data_key: None,
                         fields,
                         created_at: Timestamp::parse("2026-11-22T14:03:07.123456Z").unwrap_or_else(|| unreachable!()),
                     };
@@ -202,7 +203,7 @@ macro_rules! declare_providers {
                     user: LeafUserId,
                     ledger: Data<Ledger>,
                 ) -> Result<HttpResponse, ApiError> {
-                    let view = endpoints::get(&ledger, owner, user, Provider::$variant).await?;
+                    let view = endpoints::get_open(&ledger, owner, user, Provider::$variant).await?;
                     Ok(HttpResponse::Ok().json(endpoints::body::<$Resp>(&view)?))
                 }
 

@@ -28,6 +28,8 @@ pub struct Settings {
     pub workers: usize,
     /// The background credential checks.
     pub health: crate::health::HealthSettings,
+    /// Where the master keys that wrap credential data keys come from.
+    pub master_key: crate::crypto::KeySource,
 }
 
 pub struct Application {
@@ -47,7 +49,8 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         let store = Store::open(&settings.database, settings.store)?;
-        let ledger = Ledger::new(store, clock);
+        let keyring = crate::crypto::Keyring::open(settings.master_key.clone())?;
+        let ledger = Ledger::new(store, clock, Arc::new(keyring));
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();

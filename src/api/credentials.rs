@@ -108,6 +108,17 @@ pub async fn get(
         .ok_or_else(|| no_credential(provider))
 }
 
+/// `get`, with the secret fields decrypted (for answers that show them).
+pub async fn get_open(
+    ledger: &Ledger,
+    owner: Owner,
+    user: LeafUserId,
+    provider: Provider,
+) -> Result<CredentialView, ApiError> {
+    let view = get(ledger, owner, user, provider).await?;
+    Ok(ledger.open(view)?)
+}
+
 pub async fn save(
     ledger: &Ledger,
     Owner(owner): Owner,
@@ -117,14 +128,15 @@ pub async fn save(
     create_only: bool,
 ) -> Result<CredentialView, ApiError> {
     let fields = spec.validate(&body).map_err(ApiError::Validation)?;
-    let credential = NewCredential {
+    let mut credential = NewCredential {
         id: CredentialId::new(),
         provider: spec.provider,
         fields,
     };
+    let data_key = ledger.seal_credential(&mut credential)?;
     let at = ledger.now();
     let recorded = ledger
-        .execute(
+        .execute_with_keys(
             user,
             UserCommand::SaveCredential {
                 owner_id: owner,
@@ -132,10 +144,11 @@ pub async fn save(
                 create_only,
                 at,
             },
+            vec![data_key.clone()],
         )
         .await?;
     // Answer with what this request stored, even if a later one has replaced it since.
-    recorded
+    let view = recorded
         .iter()
         .find_map(|r| match &r.event {
             DomainEvent::CredentialCreated {
@@ -158,10 +171,12 @@ pub async fn save(
                 status: CredentialStatus::Ok,
                 fields: fields.clone(),
                 created_at: *created_at,
+                data_key: Some(data_key.clone()),
             }),
             _ => None,
         })
-        .ok_or_else(|| ApiError::Internal("saving a credential recorded no credential".into()))
+        .ok_or_else(|| ApiError::Internal("saving a credential recorded no credential".into()))?;
+    Ok(ledger.open(view)?)
 }
 
 pub async fn delete(

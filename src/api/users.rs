@@ -173,6 +173,15 @@ fn leaf_user(view: UserView) -> Result<LeafUser, ApiError> {
     })
 }
 
+/// The user with its credentials' secrets decrypted.
+fn open_user(ledger: &Ledger, mut view: UserView) -> Result<LeafUser, ApiError> {
+    view.credentials = std::mem::take(&mut view.credentials)
+        .into_iter()
+        .map(|c| ledger.open(c))
+        .collect::<Result<_, _>>()?;
+    leaf_user(view)
+}
+
 fn credential_objects() -> impl Iterator<Item = (Provider, &'static str)> {
     Provider::ALL.iter().map(|p| (*p, p.spec().object_name))
 }
@@ -188,7 +197,7 @@ async fn read_user(ledger: &Ledger, owner: Owner, user: UserId) -> Result<LeafUs
         .read(move |conn| views::user_of(conn, owner.0, user))
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-    leaf_user(view)
+    open_user(ledger, view)
 }
 
 #[utoipa::path(
@@ -231,6 +240,10 @@ pub async fn create_user(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    let data_keys = credentials
+        .iter_mut()
+        .map(|c| ledger.seal_credential(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let user_id = UserId::new();
     let command = UserCommand::Create {
         user_id,
@@ -239,7 +252,9 @@ pub async fn create_user(
         credentials,
         at: ledger.now(),
     };
-    ledger.execute(user_id, command).await?;
+    ledger
+        .execute_with_keys(user_id, command, data_keys)
+        .await?;
     let user = read_user(&ledger, owner, user_id).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("{}/{}", request.path(), user_id)))
@@ -292,7 +307,7 @@ pub async fn list_users(
         .await?;
     let users = users
         .into_iter()
-        .map(leaf_user)
+        .map(|view| open_user(&ledger, view))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok()
         .insert_header(("X-Total-Count", total.to_string()))

@@ -279,8 +279,13 @@ impl Worker {
     }
 
     async fn check(&self, due: DueCheck) {
-        let credential = due.credential;
-        let (id, provider) = (credential.id, credential.provider);
+        let (id, provider) = (due.credential.id, due.credential.provider);
+        let credential = match self.ledger.open(due.credential) {
+            Ok(credential) => credential,
+            Err(error) => {
+                return tracing::warn!(credential = %id, %error, "cannot decrypt a credential")
+            }
+        };
         // The list may predate a check that finished since: re-read the schedule.
         let now = self.ledger.now();
         let still_due = self
@@ -309,6 +314,15 @@ impl Worker {
             })
             .await;
         let (status, reason) = (result.status, result.reason.clone());
+        let mut result = result;
+        if let Some(tokens) = result.tokens.take() {
+            match ledger.seal_tokens(&credential, tokens) {
+                Ok(sealed) => result.tokens = Some(sealed),
+                Err(error) => {
+                    return tracing::warn!(credential = %id, %error, "cannot seal new tokens")
+                }
+            }
+        }
         match ledger
             .record_check(credential.user_id, id, provider, result, vec![exchange])
             .await

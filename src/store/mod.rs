@@ -54,6 +54,21 @@ pub struct RecordedEvent {
     pub event: DomainEvent,
 }
 
+/// Rows written beside the ledger in an append's transaction.
+#[derive(Clone, Debug, Default)]
+pub struct SideWrites {
+    pub contents: Vec<ExchangeContent>,
+    pub data_keys: Vec<WrappedKey>,
+}
+
+/// A credential's data key, wrapped by the master key `key_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub credential_id: crate::domain::CredentialId,
+    pub key_id: String,
+    pub wrapped: Vec<u8>,
+}
+
 /// The redacted headers and body of one exchange, stored beside the ledger.
 #[derive(Clone, Debug)]
 pub struct ExchangeContent {
@@ -150,20 +165,25 @@ impl Store {
         appends: Vec<StreamAppend>,
         recorded_at: Timestamp,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.append_with_contents(appends, vec![], recorded_at)
+        self.append_with(appends, SideWrites::default(), recorded_at)
             .await
     }
 
-    /// `append`, also storing the contents of the exchanges the events record.
-    pub async fn append_with_contents(
+    /// `append`, also storing, in the same transaction, what lives beside the ledger: the
+    /// contents of recorded exchanges and the wrapped data keys of new credentials.
+    pub async fn append_with(
         &self,
         appends: Vec<StreamAppend>,
-        contents: Vec<ExchangeContent>,
+        side: SideWrites,
         recorded_at: Timestamp,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for content in &contents {
+            for key in &side.data_keys {
+                tx.prepare_cached("INSERT INTO data_keys (credential_id, key_id, wrapped) VALUES (?1, ?2, ?3)")?
+                    .execute(rusqlite::params![key.credential_id.to_string(), key.key_id, key.wrapped])?;
+            }
+            for content in &side.contents {
                 tx.prepare_cached(
                     "INSERT INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -245,6 +265,38 @@ impl Store {
             )?;
             tx.commit()?;
             Ok(purged)
+        })
+        .await
+    }
+
+    /// Re-wraps every data key with `rewrap` (master key rotation), in one transaction.
+    pub async fn rewrap_keys(
+        &self,
+        rewrap: impl Fn(&WrappedKey) -> Result<WrappedKey, String> + Send + 'static,
+    ) -> Result<usize, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let keys: Vec<(String, String, Vec<u8>)> = tx
+                .prepare("SELECT credential_id, key_id, wrapped FROM data_keys")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (credential_id, key_id, wrapped) in &keys {
+                let id = credential_id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("data key id".into()))?;
+                let old = WrappedKey {
+                    credential_id: id,
+                    key_id: key_id.clone(),
+                    wrapped: wrapped.clone(),
+                };
+                let new = rewrap(&old).map_err(StoreError::Corrupt)?;
+                tx.execute(
+                    "UPDATE data_keys SET key_id = ?2, wrapped = ?3 WHERE credential_id = ?1",
+                    rusqlite::params![credential_id, new.key_id, new.wrapped],
+                )?;
+            }
+            tx.commit()?;
+            Ok(keys.len())
         })
         .await
     }

@@ -81,6 +81,10 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
                 "DELETE FROM exchange_contents WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = ?1)",
             )?
             .execute([&id])?;
+            conn.prepare_cached(
+                "DELETE FROM data_keys WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = ?1)",
+            )?
+            .execute([&id])?;
             conn.prepare_cached("DELETE FROM provider_exchanges WHERE user_id = ?1")?
                 .execute([&id])?;
             conn.prepare_cached("DELETE FROM credentials WHERE user_id = ?1")?
@@ -229,6 +233,9 @@ fn insert_credential(
 
 fn delete_credential(conn: &Connection, credential_id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
+        .execute([credential_id])?;
+    // Crypto-shredding: without its data key the credential's secrets in the ledger are noise.
+    conn.prepare_cached("DELETE FROM data_keys WHERE credential_id = ?1")?
         .execute([credential_id])?;
     // A deleted credential's log is never shown again: reclaim its contents now.
     conn.prepare_cached("DELETE FROM exchange_contents WHERE credential_id = ?1")?

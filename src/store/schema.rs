@@ -110,9 +110,20 @@ CREATE INDEX IF NOT EXISTS exchange_contents_by_age ON exchange_contents (record
 CREATE INDEX IF NOT EXISTS exchange_contents_by_credential ON exchange_contents (credential_id);
 "#;
 
+/// One wrapped data key per live credential (see `crate::crypto`). Deleted in the transaction
+/// that deletes or replaces its credential: crypto-shredding. `rebuild` keeps this table.
+const DATA_KEYS: &str = r#"
+CREATE TABLE IF NOT EXISTS data_keys (
+    credential_id TEXT PRIMARY KEY,
+    key_id        TEXT NOT NULL,
+    wrapped       BLOB NOT NULL
+);
+"#;
+
 pub fn create_ledger(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(LEDGER)?;
-    conn.execute_batch(EXCHANGE_CONTENTS)
+    conn.execute_batch(EXCHANGE_CONTENTS)?;
+    conn.execute_batch(DATA_KEYS)
 }
 
 pub fn create_projections(conn: &Connection) -> rusqlite::Result<()> {

@@ -24,6 +24,8 @@ pub struct CredentialView {
     pub status: CredentialStatus,
     pub fields: Map<String, Value>,
     pub created_at: Timestamp,
+    /// Its wrapped data key; secret fields stay sealed with it until `Ledger::open`.
+    pub data_key: Option<super::WrappedKey>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -104,30 +106,51 @@ pub fn owner_by_token(
     id.map(|id| parse(id, "owner id")).transpose()
 }
 
-const CREDENTIAL_COLUMNS: &str = "id, user_id, provider, status, fields, created_at";
+/// A credential's columns, with its wrapped data key.
+const CREDENTIAL_COLUMNS: &str = "id, user_id, provider, status, fields, created_at, \
+    (SELECT key_id FROM data_keys WHERE credential_id = id), \
+    (SELECT wrapped FROM data_keys WHERE credential_id = id)";
 
-type RawCredential = (String, String, String, String, String, String);
+struct RawCredential {
+    text: [String; 6],
+    key_id: Option<String>,
+    wrapped: Option<Vec<u8>>,
+}
 
 fn raw_credential(r: &Row<'_>) -> rusqlite::Result<RawCredential> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+    Ok(RawCredential {
+        text: [
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ],
+        key_id: r.get(6)?,
+        wrapped: r.get(7)?,
+    })
 }
 
 fn credential(raw: RawCredential) -> Result<CredentialView, StoreError> {
-    let (id, user_id, provider, status, fields, created_at) = raw;
+    let [id, user_id, provider, status, fields, created_at] = raw.text;
+    let credential_id: CredentialId = parse(id, "credential id")?;
+    let data_key = raw
+        .key_id
+        .zip(raw.wrapped)
+        .map(|(key_id, wrapped)| super::WrappedKey {
+            credential_id,
+            key_id,
+            wrapped,
+        });
     Ok(CredentialView {
-        id: parse(id, "credential id")?,
+        id: credential_id,
         user_id: parse(user_id, "user id")?,
         provider: Provider::from_key(&provider).ok_or_else(|| corrupt("unknown provider"))?,
         status: CredentialStatus::parse(&status).ok_or_else(|| corrupt("unknown status"))?,
         fields: serde_json::from_str(&fields).map_err(|_| corrupt("credential fields"))?,
         created_at: timestamp(created_at)?,
+        data_key,
     })
 }
 
@@ -275,8 +298,8 @@ pub struct DueCheck {
 fn raw_due(r: &Row<'_>) -> rusqlite::Result<(RawCredential, String, String)> {
     Ok((
         raw_credential(r)?,
-        r.get::<_, String>(6)?,
-        r.get::<_, String>(7)?,
+        r.get::<_, String>(8)?,
+        r.get::<_, String>(9)?,
     ))
 }
 

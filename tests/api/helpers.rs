@@ -81,6 +81,7 @@ pub async fn spawn_app_with(
         store: StoreOptions::default(),
         workers: 2,
         health,
+        master_key: credential_ledger::crypto::KeySource::File(dir.path().join("master.key")),
     };
     let app = Application::build_with_clock(settings, clock.clone())
         .await

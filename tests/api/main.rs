@@ -8,4 +8,5 @@ mod health;
 mod helpers;
 mod ledger;
 mod openapi;
+mod security;
 mod users;

@@ -1,0 +1,206 @@
+//! Secrets at rest: sealed in the ledger and projections, shredded on delete, re-wrapped on
+//! master key rotation. Checked by reading the SQLite file (and its WAL) as an attacker would.
+
+use crate::helpers::{providers, spawn_app, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The database file and its WAL, as bytes.
+fn disk(app: &TestApp) -> Vec<u8> {
+    let mut bytes = std::fs::read(&app.database).unwrap();
+    let wal = app.database.with_extension("sqlite-wal");
+    bytes.extend(std::fs::read(wal).unwrap_or_default());
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Distinct secrets for each provider's secret fields.
+fn secret_bodies() -> Vec<(&'static str, Value, Vec<String>)> {
+    providers()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (slug, _, mut body))| {
+            let mut secrets = Vec::new();
+            for field in ["refreshToken", "privateKey", "clientSecret", "accessToken"] {
+                if body.get(field).is_some() {
+                    let secret = format!("TOP-SECRET-{i}-{field}-7f3a9c");
+                    body[field] = json!(secret);
+                    secrets.push(secret);
+                }
+            }
+            (slug, body, secrets)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn secrets_are_stored_only_encrypted_yet_read_back_in_clear() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let mut all = Vec::new();
+    for (slug, body, secrets) in secret_bodies() {
+        assert_eq!(
+            app.post_credentials(&user, slug, &body).await.status(),
+            StatusCode::CREATED
+        );
+        let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
+        for (field, value) in body.as_object().unwrap() {
+            assert_eq!(&read[field], value, "{slug}.{field} reads back in clear");
+        }
+        all.extend(secrets);
+    }
+    // Inline credentials on user creation are sealed the same way.
+    let (_, object, mut inline) = providers().remove(2);
+    inline["clientSecret"] = json!("TOP-SECRET-inline-raven-7f3a9c");
+    all.push("TOP-SECRET-inline-raven-7f3a9c".into());
+    let created = app
+        .create_user(&json!({"name": "inline", object: inline}))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created[object]["clientSecret"],
+        "TOP-SECRET-inline-raven-7f3a9c"
+    );
+
+    let bytes = disk(&app);
+    for secret in &all {
+        assert!(!contains(&bytes, secret), "{secret} is on disk in clear");
+    }
+    let sealed: String = app
+        .sqlite()
+        .query_row(
+            "SELECT payload FROM events WHERE event_type = 'CredentialCreated' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        sealed.contains("enc:v1:"),
+        "the ledger holds ciphertext: {sealed}"
+    );
+    assert!(
+        contains(&bytes, "ag-public"),
+        "non-secret fields stay readable (the test can see)"
+    );
+}
+
+#[tokio::test]
+async fn deleting_or_replacing_a_credential_or_its_user_shreds_its_data_key() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let keys = |app: &TestApp| -> Vec<String> {
+        app.sqlite()
+            .prepare("SELECT credential_id FROM data_keys ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut ids = Vec::new();
+    for (slug, body, _) in secret_bodies() {
+        let created: Value = app
+            .post_credentials(&user, slug, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(keys(&app).len(), 3, "one data key per credential");
+
+    app.delete_credentials(&user, "ag-leader-credentials").await;
+    assert!(!keys(&app).contains(&ids[0]), "delete shreds the key");
+    let (slug, body, _) = secret_bodies().remove(1);
+    let replaced: Value = app
+        .post_credentials(&user, slug, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let now = keys(&app);
+    assert!(
+        !now.contains(&ids[1]) && now.contains(&replaced["id"].as_str().unwrap().to_owned()),
+        "replace too"
+    );
+
+    // The shredded credentials' ciphertext is still in the append-only ledger, but no key
+    // anywhere in the database opens it any more.
+    let ledger_rows: i64 = app
+        .sqlite()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE event_type = 'CredentialCreated' AND payload ->> 'credentialId' = ?1",
+            [&ids[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ledger_rows, 1);
+    app.delete_user(&user).await;
+    assert_eq!(
+        keys(&app),
+        Vec::<String>::new(),
+        "deleting the user shreds all its keys"
+    );
+    let bytes = disk(&app);
+    for (_, _, secrets) in secret_bodies() {
+        for secret in secrets {
+            assert!(!contains(&bytes, &secret), "{secret} is on disk in clear");
+        }
+    }
+}
+
+#[tokio::test]
+async fn rotate_key_rewraps_every_data_key_while_the_server_runs() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let (slug, body, _) = secret_bodies().remove(2);
+    app.post_credentials(&user, slug, &body).await;
+    let key_ids = |app: &TestApp| -> Vec<String> {
+        app.sqlite()
+            .prepare("SELECT DISTINCT key_id FROM data_keys")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let before = key_ids(&app);
+    let key_file = app.dir.as_ref().unwrap().path().join("master.key");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_credential-ledger"))
+        .arg("--database")
+        .arg(&app.database)
+        .arg("--master-key-file")
+        .arg(&key_file)
+        .arg("rotate-key")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 data keys re-wrapped"));
+    let after = key_ids(&app);
+    assert_eq!(after.len(), 1);
+    assert_ne!(before, after, "wrapped with the new master key");
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap().lines().count(),
+        2,
+        "the old key is kept"
+    );
+
+    // The running server learns the new key from the file on first use.
+    let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
+    assert_eq!(read["clientSecret"], body["clientSecret"]);
+    let (slug, body, _) = secret_bodies().remove(0);
+    assert_eq!(
+        app.post_credentials(&user, slug, &body).await.status(),
+        StatusCode::CREATED
+    );
+}
