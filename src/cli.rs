@@ -129,6 +129,10 @@ struct ServeArgs {
         default_value_t = 10
     )]
     check_timeout_secs: u64,
+    /// Show `********` instead of secret fields in every answer (by default, as Leaf does, an
+    /// owner reads its own credentials' secrets back).
+    #[arg(long, env = "CREDENTIAL_LEDGER_MASK_SECRETS")]
+    mask_secrets: bool,
     /// Do not check credentials in the background.
     #[arg(long, env = "CREDENTIAL_LEDGER_NO_HEALTH_CHECKS")]
     no_health_checks: bool,
@@ -232,6 +236,7 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         database: database.database.clone(),
         store: database.options(),
         master_key: database.key_source(),
+        mask_secrets: args.mask_secrets,
         workers: args.workers,
         health: crate::health::HealthSettings {
             enabled: !args.no_health_checks,

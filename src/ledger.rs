@@ -43,6 +43,7 @@ pub struct Ledger {
     clock: Arc<dyn Clock>,
     keyring: Arc<Keyring>,
     checks_wanted: Arc<tokio::sync::Notify>,
+    mask_secrets: bool,
 }
 
 impl Ledger {
@@ -52,7 +53,28 @@ impl Ledger {
             clock,
             keyring,
             checks_wanted: Arc::new(tokio::sync::Notify::new()),
+            mask_secrets: false,
         }
+    }
+
+    /// Answers show `********` instead of secret fields (`--mask-secrets`).
+    pub fn with_masked_secrets(mut self, mask: bool) -> Self {
+        self.mask_secrets = mask;
+        self
+    }
+
+    /// The credential as an answer shows it: decrypted, or with secrets masked.
+    pub fn reveal(&self, mut view: CredentialView) -> Result<CredentialView, LedgerError> {
+        if !self.mask_secrets {
+            return self.open(view);
+        }
+        let provider = view.provider;
+        for (name, value) in view.fields.iter_mut() {
+            if is_secret(provider, name) && value.is_string() {
+                *value = Value::String(MASK.into());
+            }
+        }
+        Ok(view)
     }
 
     pub fn keyring_handle(&self) -> Arc<Keyring> {
@@ -513,6 +535,9 @@ async fn verify_password(password: String, hash: String) -> Result<bool, LedgerE
     .await
     .map_err(|e| LedgerError::Internal(e.to_string()))
 }
+
+/// What a masked secret reads as.
+pub const MASK: &str = "********";
 
 fn internal(error: crypto::CryptoError) -> LedgerError {
     LedgerError::Internal(error.to_string())

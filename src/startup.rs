@@ -30,6 +30,8 @@ pub struct Settings {
     pub health: crate::health::HealthSettings,
     /// Where the master keys that wrap credential data keys come from.
     pub master_key: crate::crypto::KeySource,
+    /// Never show secret fields in answers (they read `********`).
+    pub mask_secrets: bool,
 }
 
 pub struct Application {
@@ -50,7 +52,8 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let store = Store::open(&settings.database, settings.store)?;
         let keyring = crate::crypto::Keyring::open(settings.master_key.clone())?;
-        let ledger = Ledger::new(store, clock, Arc::new(keyring));
+        let ledger =
+            Ledger::new(store, clock, Arc::new(keyring)).with_masked_secrets(settings.mask_secrets);
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();

@@ -185,3 +185,126 @@ fn the_openapi_subcommand_prints_the_exported_document() {
             .unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), file);
 }
+
+/// Runs a server with debug logging, posts known secrets through every endpoint that takes
+/// them, and checks that neither its logs nor (with --mask-secrets) its answers carry them.
+#[test]
+fn secrets_never_reach_the_logs_and_mask_secrets_hides_them_from_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let mut child = Command::new(BIN)
+        .args([
+            "--database",
+            database.to_str().unwrap(),
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--mask-secrets",
+        ])
+        .args(["--token-url", "raven=http://127.0.0.1:9/token"])
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (ports, port) = mpsc::channel();
+    let sink = logs.clone();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = ports.send(digits.parse::<u16>().unwrap());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let printed: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        out.lines()
+            .map_while(Result::ok)
+            .for_each(|l| sink.lock().unwrap().push(l))
+    });
+    let port: u16 = port.recv_timeout(Duration::from_secs(30)).unwrap();
+    let mut server = Server {
+        child,
+        port,
+        stdout: printed,
+    };
+    let password = server.printed("password: ").unwrap();
+
+    let secrets = [
+        "LOGLEAK-refresh-91c2",
+        "LOGLEAK-secret-91c2",
+        "LOGLEAK-private-91c2",
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers = runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let login: serde_json::Value = client
+            .post(format!("{base}/api/authenticate"))
+            .json(&serde_json::json!({"username": "admin", "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["id_token"].as_str().unwrap().to_owned();
+        let api = format!("{base}/services/usermanagement/api");
+        let user: serde_json::Value = client
+            .post(format!("{api}/users"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": "log test"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let user = user["id"].as_str().unwrap();
+        let mut answers = Vec::new();
+        let raven = serde_json::json!({"clientId": "id", "clientSecret": secrets[1], "refreshToken": secrets[0]});
+        let ag = serde_json::json!({"refreshToken": secrets[0], "publicKey": "pk", "privateKey": secrets[2]});
+        for (slug, body) in [("raven-credentials", raven), ("ag-leader-credentials", ag)] {
+            let url = format!("{api}/users/{user}/{slug}");
+            let post = client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+            answers.push(post.text().await.unwrap());
+            answers.push(client.get(&url).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
+        }
+        answers.push(client.get(format!("{api}/users/{user}")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
+        // A bad body echoing a secret-like value, and a check against a closed port.
+        let bad = serde_json::json!({"clientSecret": secrets[1], "bogus": secrets[0]});
+        answers.push(client.post(format!("{api}/users/{user}/raven-credentials")).bearer_auth(&token).json(&bad).send().await.unwrap().text().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        answers.push(client.get(format!("{api}/users/{user}/raven-credentials/events")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
+        answers
+    });
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let logs = logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("/raven-credentials"),
+        "the requests were logged (the grep can find things)"
+    );
+    assert!(
+        logs.contains("checked") || logs.contains("check"),
+        "the worker ran: {logs}"
+    );
+    for secret in secrets {
+        assert!(!logs.contains(secret), "{secret} is in the server's logs");
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret),
+                "{secret} is in an answer despite --mask-secrets: {answer}"
+            );
+        }
+    }
+    assert!(answers[0].contains("********"), "{}", answers[0]);
+    server.port = 0;
+}

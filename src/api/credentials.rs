@@ -116,7 +116,7 @@ pub async fn get_open(
     provider: Provider,
 ) -> Result<CredentialView, ApiError> {
     let view = get(ledger, owner, user, provider).await?;
-    Ok(ledger.open(view)?)
+    Ok(ledger.reveal(view)?)
 }
 
 pub async fn save(
@@ -176,7 +176,7 @@ pub async fn save(
             _ => None,
         })
         .ok_or_else(|| ApiError::Internal("saving a credential recorded no credential".into()))?;
-    Ok(ledger.open(view)?)
+    Ok(ledger.reveal(view)?)
 }
 
 pub async fn delete(

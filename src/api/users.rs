@@ -177,7 +177,7 @@ fn leaf_user(view: UserView) -> Result<LeafUser, ApiError> {
 fn open_user(ledger: &Ledger, mut view: UserView) -> Result<LeafUser, ApiError> {
     view.credentials = std::mem::take(&mut view.credentials)
         .into_iter()
-        .map(|c| ledger.open(c))
+        .map(|c| ledger.reveal(c))
         .collect::<Result<_, _>>()?;
     leaf_user(view)
 }

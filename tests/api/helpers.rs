@@ -82,6 +82,7 @@ pub async fn spawn_app_with(
         workers: 2,
         health,
         master_key: credential_ledger::crypto::KeySource::File(dir.path().join("master.key")),
+        mask_secrets: false,
     };
     let app = Application::build_with_clock(settings, clock.clone())
         .await
