@@ -308,3 +308,198 @@ fn secrets_never_reach_the_logs_and_mask_secrets_hides_them_from_answers() {
     assert!(answers[0].contains("********"), "{}", answers[0]);
     server.port = 0;
 }
+
+/// Every projection table, ordered, as plain values.
+fn dump_projections(database: &std::path::Path) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
+    let conn = rusqlite::Connection::open(database).unwrap();
+    credential_ledger::store::schema::PROJECTION_TABLES
+        .iter()
+        .map(|table| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+                .unwrap();
+            let columns = stmt.column_count();
+            stmt.query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        })
+        .collect()
+}
+
+/// Kills the server with SIGKILL five times while eight clients write, restarting it each
+/// time; every acknowledged write must survive, and the projections must equal a rebuild.
+#[test]
+fn acknowledged_writes_survive_repeated_kill_9_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let mut create = Command::new(BIN)
+        .args([
+            "--database",
+            database.to_str().unwrap(),
+            "owner",
+            "create",
+            "--username",
+            "crash",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    create
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"crash test password\n")
+        .unwrap();
+    assert!(create.wait().unwrap().success());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // (user id, credential id) of every acknowledged write.
+    let mut users: Vec<String> = Vec::new();
+    let mut credentials: Vec<(String, String)> = Vec::new();
+    for round in 0..5 {
+        let mut server = Server::start(&database);
+        let base = format!("http://127.0.0.1:{}", server.port);
+        let acknowledged = runtime.block_on(async {
+            let login: serde_json::Value = client
+                .post(format!("{base}/api/authenticate"))
+                .json(&serde_json::json!({"username": "crash", "password": "crash test password"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let token = login["id_token"].as_str().unwrap().to_owned();
+            let writers = (0..8).map(|w| {
+                let (client, base, token) = (client.clone(), base.clone(), token.clone());
+                tokio::spawn(async move {
+                    let api = format!("{base}/services/usermanagement/api");
+                    let mut done = Vec::new();
+                    for i in 0.. {
+                        let user = client
+                            .post(format!("{api}/users"))
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({"name": format!("r{round} w{w} #{i}")}))
+                            .send()
+                            .await;
+                        let Ok(user) = user else { break };
+                        if user.status() != 201 {
+                            break;
+                        }
+                        let Ok(user) = user.json::<serde_json::Value>().await else { break };
+                        let id = user["id"].as_str().unwrap().to_owned();
+                        let body = serde_json::json!({"clientId": "c", "clientSecret": "s", "refreshToken": format!("r{i}")});
+                        let credential = client
+                            .post(format!("{api}/users/{id}/raven-credentials"))
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                            .await;
+                        let credential = match credential {
+                            Ok(r) if r.status() == 201 => r.json::<serde_json::Value>().await.ok(),
+                            _ => None,
+                        };
+                        done.push((id, credential.map(|c| c["id"].as_str().unwrap().to_owned())));
+                        if credential_is_none(&done) {
+                            break;
+                        }
+                    }
+                    done
+                })
+            });
+            let writers: Vec<_> = writers.collect();
+            tokio::time::sleep(Duration::from_millis(300 + 150 * round)).await;
+            server.child.kill().unwrap(); // SIGKILL, mid-write
+            let _ = server.child.wait();
+            let mut acknowledged = Vec::new();
+            for writer in writers {
+                acknowledged.extend(writer.await.unwrap());
+            }
+            acknowledged
+        });
+        assert!(
+            !acknowledged.is_empty(),
+            "round {round} wrote something before the kill"
+        );
+        for (user, credential) in acknowledged {
+            if let Some(credential) = credential {
+                credentials.push((user.clone(), credential));
+            }
+            users.push(user);
+        }
+    }
+
+    // Restart once more and look for every acknowledged write.
+    let server = Server::start(&database);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    runtime.block_on(async {
+        let login: serde_json::Value = client
+            .post(format!("{base}/api/authenticate"))
+            .json(&serde_json::json!({"username": "crash", "password": "crash test password"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["id_token"].as_str().unwrap();
+        let api = format!("{base}/services/usermanagement/api");
+        for user in &users {
+            let status = client
+                .get(format!("{api}/users/{user}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200, "acknowledged user {user} was lost");
+        }
+        for (user, credential) in &credentials {
+            let read: serde_json::Value = client
+                .get(format!("{api}/users/{user}/raven-credentials"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                read["id"],
+                credential.as_str(),
+                "acknowledged credential of {user} was lost"
+            );
+        }
+    });
+    drop(server);
+    eprintln!(
+        "kill -9 x5: {} users and {} credentials acknowledged, all present",
+        users.len(),
+        credentials.len()
+    );
+
+    let live = dump_projections(&database);
+    let rebuild = Command::new(BIN)
+        .args(["--database", database.to_str().unwrap(), "rebuild"])
+        .output()
+        .unwrap();
+    assert!(rebuild.status.success());
+    assert_eq!(
+        dump_projections(&database),
+        live,
+        "the projections equal a rebuild from the ledger"
+    );
+}
+
+/// A writer stops once a credential write failed (the server is gone).
+fn credential_is_none(done: &[(String, Option<String>)]) -> bool {
+    done.last()
+        .is_some_and(|(_, credential)| credential.is_none())
+}
