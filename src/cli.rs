@@ -95,7 +95,7 @@ enum Command {
     RotateKey,
 }
 
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CREDENTIAL_LEDGER_BIND", default_value = "127.0.0.1:8080")]
@@ -133,6 +133,13 @@ struct ServeArgs {
     /// owner reads its own credentials' secrets back).
     #[arg(long, env = "CREDENTIAL_LEDGER_MASK_SECRETS")]
     mask_secrets: bool,
+    /// Requests per second each API owner may send (all its tokens together); bursts up to
+    /// twice that. Over it: 429 with `Retry-After`.
+    #[arg(long, env = "CREDENTIAL_LEDGER_OWNER_RATE", default_value_t = 1000)]
+    owner_rate: u32,
+    /// Login attempts per minute per username.
+    #[arg(long, env = "CREDENTIAL_LEDGER_LOGIN_RATE", default_value_t = 10)]
+    login_rate: u32,
     /// Do not check credentials in the background.
     #[arg(long, env = "CREDENTIAL_LEDGER_NO_HEALTH_CHECKS")]
     no_health_checks: bool,
@@ -153,7 +160,7 @@ enum OwnerCommand {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            None => serve(&self.database, ServeArgs::parse_env()).await,
+            None => serve(&self.database, ServeArgs::parse_env()?).await,
             Some(Command::Serve(args)) => serve(&self.database, args).await,
             Some(Command::Owner(OwnerCommand::Create { username, .. })) => {
                 let mut input = String::new();
@@ -218,15 +225,13 @@ impl Cli {
 
 impl ServeArgs {
     /// `serve`'s settings when no subcommand was given (flags then come from the environment).
-    fn parse_env() -> ServeArgs {
+    fn parse_env() -> anyhow::Result<ServeArgs> {
         #[derive(Parser)]
         struct Only {
             #[command(flatten)]
             serve: ServeArgs,
         }
-        Only::try_parse_from(["credential-ledger"])
-            .map(|o| o.serve)
-            .unwrap_or_default()
+        Ok(Only::try_parse_from(["credential-ledger"]).map(|o| o.serve)?)
     }
 }
 
@@ -237,6 +242,11 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         store: database.options(),
         master_key: database.key_source(),
         mask_secrets: args.mask_secrets,
+        rate_limits: crate::api::limits::RateLimits {
+            owner_per_second: args.owner_rate,
+            owner_burst: args.owner_rate.saturating_mul(2),
+            logins_per_minute: args.login_rate,
+        },
         workers: args.workers,
         health: crate::health::HealthSettings {
             enabled: !args.no_health_checks,

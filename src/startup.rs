@@ -32,6 +32,7 @@ pub struct Settings {
     pub master_key: crate::crypto::KeySource,
     /// Never show secret fields in answers (they read `********`).
     pub mask_secrets: bool,
+    pub rate_limits: crate::api::limits::RateLimits,
 }
 
 pub struct Application {
@@ -57,7 +58,8 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let server = server(listener, ledger.clone(), settings.workers)?;
+        let limits = crate::api::limits::Limiters::new(settings.rate_limits);
+        let server = server(listener, ledger.clone(), limits, settings.workers)?;
         let worker = crate::health::spawn(ledger.clone(), settings.health.clone())?;
         Ok(Application {
             port,
@@ -90,13 +92,20 @@ impl Application {
     }
 }
 
-fn server(listener: TcpListener, ledger: Ledger, workers: usize) -> anyhow::Result<Server> {
+fn server(
+    listener: TcpListener,
+    ledger: Ledger,
+    limits: crate::api::limits::Limiters,
+    workers: usize,
+) -> anyhow::Result<Server> {
+    let limits = Data::new(limits);
     let routes = Data::new(RouteTable::from_openapi(&crate::openapi::document()));
     let ledger = Data::new(ledger);
     let mut server = HttpServer::new(move || {
         let app = App::new()
             .app_data(ledger.clone())
             .app_data(routes.clone())
+            .app_data(limits.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad query parameters: {error}")).into()

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::JsonBody;
+use super::limits::Limiters;
 use super::{ApiError, Problem};
 use crate::domain::provider::{validate_object, FieldKind, FieldSpec};
 use crate::ledger::Ledger;
@@ -68,12 +69,15 @@ pub struct IdToken {
             content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "Too many login attempts for this username; retry after `Retry-After` seconds",
+            body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage is unavailable; retry", body = Problem,
             content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/authenticate")]
 pub async fn authenticate(
+    limits: Data<Limiters>,
     ledger: Data<Ledger>,
     JsonBody(body): JsonBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -81,6 +85,7 @@ pub async fn authenticate(
         validate_object("loginVM", LOGIN_FIELDS, &body, &[]).map_err(ApiError::Validation)?;
     let login: LoginRequest = serde_json::from_value(serde_json::Value::Object(fields))
         .map_err(|e| ApiError::Internal(format!("validated login does not parse: {e}")))?;
+    limits.check_login(&login.username)?;
     let token = ledger
         .login(
             &login.username,

@@ -67,6 +67,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("too many {what}; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64, what: String },
     #[error("storage is unavailable, try again")]
     Unavailable,
     /// Our fault. The cause is logged, never sent.
@@ -147,6 +149,11 @@ impl ApiError {
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
             _ => {}
         }
         response.body(serde_json::to_string(&self.problem(path)).unwrap_or_default())
@@ -164,6 +171,7 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Other(status, _) => *status,
@@ -269,6 +277,12 @@ pub mod examples {
             "the body must be application/json, not text/plain".into(),
         ))
     }
+    pub fn too_many_requests() -> Value {
+        render(ApiError::TooManyRequests {
+            retry_after_secs: 1,
+            what: "requests".into(),
+        })
+    }
     pub fn unavailable() -> Value {
         render(ApiError::Unavailable)
     }
@@ -288,6 +302,9 @@ pub enum ReadErrors {
     /// No such user or credentials (another owner's ids answer the same).
     #[response(status = 404, content_type = "application/problem+json", example = json!(examples::not_found()))]
     NotFound(Problem),
+    /// Too many requests from this owner; retry after `Retry-After` seconds.
+    #[response(status = 429, content_type = "application/problem+json", example = json!(examples::too_many_requests()))]
+    TooManyRequests(Problem),
     /// Storage is unavailable; retry.
     #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),
@@ -308,6 +325,9 @@ pub enum DeleteErrors {
     /// A concurrent request changed the same user first; retry.
     #[response(status = 409, content_type = "application/problem+json", example = json!(examples::conflict()))]
     Conflict(Problem),
+    /// Too many requests from this owner; retry after `Retry-After` seconds.
+    #[response(status = 429, content_type = "application/problem+json", example = json!(examples::too_many_requests()))]
+    TooManyRequests(Problem),
     /// Storage is unavailable; retry.
     #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),
@@ -334,6 +354,9 @@ pub enum WriteErrors {
     /// The body is not JSON.
     #[response(status = 415, content_type = "application/problem+json", example = json!(examples::unsupported_media_type()))]
     UnsupportedMediaType(Problem),
+    /// Too many requests from this owner; retry after `Retry-After` seconds.
+    #[response(status = 429, content_type = "application/problem+json", example = json!(examples::too_many_requests()))]
+    TooManyRequests(Problem),
     /// Storage is unavailable; retry.
     #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),
@@ -363,6 +386,9 @@ pub enum CreateErrors {
     /// The body is not JSON.
     #[response(status = 415, content_type = "application/problem+json", example = json!(examples::unsupported_media_type()))]
     UnsupportedMediaType(Problem),
+    /// Too many requests from this owner; retry after `Retry-After` seconds.
+    #[response(status = 429, content_type = "application/problem+json", example = json!(examples::too_many_requests()))]
+    TooManyRequests(Problem),
     /// Storage is unavailable; retry.
     #[response(status = 503, content_type = "application/problem+json", example = json!(examples::unavailable()))]
     Unavailable(Problem),

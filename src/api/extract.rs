@@ -22,6 +22,7 @@ impl FromRequest for Owner {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
         let ledger = req.app_data::<Data<Ledger>>().cloned();
+        let limits = req.app_data::<Data<super::limits::Limiters>>().cloned();
         Box::pin(async move {
             let ledger = ledger.ok_or_else(|| ApiError::Internal("no ledger configured".into()))?;
             let token = token.ok_or_else(|| {
@@ -30,7 +31,12 @@ impl FromRequest for Owner {
                 )
             })?;
             match ledger.authenticate(&token).await? {
-                Some(owner) => Ok(Owner(owner)),
+                Some(owner) => {
+                    if let Some(limits) = &limits {
+                        limits.check_owner(owner)?;
+                    }
+                    Ok(Owner(owner))
+                }
                 None => Err(ApiError::Unauthorized(
                     "the bearer token is unknown or expired".into(),
                 )),

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod users;
 
 use actix_web::body::{BoxBody, MessageBody};

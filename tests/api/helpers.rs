@@ -1,6 +1,7 @@
 //! `spawn_app()`: the real server on port 0 over a fresh SQLite file, a clock the test moves,
 //! and one typed method per endpoint.
 
+use credential_ledger::api::limits::RateLimits;
 use credential_ledger::domain::time::ManualClock;
 use credential_ledger::domain::Clock;
 use credential_ledger::domain::Timestamp;
@@ -67,6 +68,14 @@ pub async fn spawn_app_with(
     health: HealthSettings,
     database: Option<(tempfile::TempDir, PathBuf)>,
 ) -> TestApp {
+    spawn_configured(database, |settings| settings.health = health).await
+}
+
+/// The app with its settings adjusted by `configure`, over `database` if given.
+pub async fn spawn_configured(
+    database: Option<(tempfile::TempDir, PathBuf)>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let (dir, database) = database.unwrap_or_else(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = dir.path().join("data").join("ledger.sqlite");
@@ -75,15 +84,25 @@ pub async fn spawn_app_with(
     let clock = Arc::new(ManualClock::new(
         Timestamp::parse("2026-11-01T12:00:00Z").unwrap(),
     ));
-    let settings = Settings {
+    let mut settings = Settings {
         bind: "127.0.0.1:0".into(),
         database: database.clone(),
         store: StoreOptions::default(),
         workers: 2,
-        health,
+        health: HealthSettings {
+            enabled: false,
+            ..Default::default()
+        },
         master_key: credential_ledger::crypto::KeySource::File(dir.path().join("master.key")),
         mask_secrets: false,
+        // Tests log in often; the rate-limit tests set their own limits.
+        rate_limits: RateLimits {
+            owner_per_second: 10_000,
+            owner_burst: 10_000,
+            logins_per_minute: 10_000,
+        },
     };
+    configure(&mut settings);
     let app = Application::build_with_clock(settings, clock.clone())
         .await
         .expect("app builds");

@@ -204,3 +204,86 @@ async fn rotate_key_rewraps_every_data_key_while_the_server_runs() {
         StatusCode::CREATED
     );
 }
+
+#[tokio::test]
+async fn an_owner_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not() {
+    use credential_ledger::api::limits::RateLimits;
+    let app = crate::helpers::spawn_configured(None, |s| {
+        s.rate_limits = RateLimits {
+            owner_per_second: 1,
+            owner_burst: 5,
+            logins_per_minute: 100,
+        };
+    })
+    .await;
+    let bob = app.owner_token("bob").await;
+    let statuses: Vec<u16> = futures::future::join_all((0..10).map(|_| app.list_users("")))
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "the burst passes: {statuses:?}"
+    );
+    let limited = app.list_users("").await;
+    assert!(
+        limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    crate::snapshot!("rate_limited", crate::helpers::problem(limited, 429).await);
+    let other = app
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/users", crate::helpers::BASE),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another owner is not limited"
+    );
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_username() {
+    use credential_ledger::api::limits::RateLimits;
+    let app = crate::helpers::spawn_configured(None, |s| {
+        s.rate_limits = RateLimits {
+            owner_per_second: 1000,
+            owner_burst: 1000,
+            logins_per_minute: 3,
+        };
+    })
+    .await; // alice logged in once already
+    for _ in 0..2 {
+        let wrong = app
+            .login(json!({"username": "alice", "password": "guess"}))
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    let right = app
+        .login(json!({"username": "alice", "password": "correct horse battery"}))
+        .await;
+    assert!(right.headers().contains_key("retry-after"));
+    crate::helpers::problem(right, 429).await;
+    app.ledger
+        .create_owner("carol", "carols password")
+        .await
+        .unwrap();
+    let other = app
+        .login(json!({"username": "carol", "password": "carols password"}))
+        .await;
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another username is not limited"
+    );
+}
