@@ -4,7 +4,11 @@
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use actix_web::App;
+use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::domain::provider::{FieldKind, FieldSpec, MAX_FIELD_LEN};
+use crate::domain::Provider;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -54,10 +58,14 @@ pub fn register<T>(app: App<T>) -> (App<T>, Document)
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    app.into_utoipa_app()
+    let (app, mut document) = app
+        .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(crate::api::configure)
-        .split_for_parts()
+        .split_for_parts();
+    // After collection: the request schemas exist only once the handlers are registered.
+    Constraints.modify(&mut document);
+    (app, document)
 }
 
 /// The document `serve` serves at `/api-docs/openapi.json`.
@@ -70,4 +78,78 @@ pub fn document_json() -> String {
     let mut text = document().to_pretty_json().unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Writes the validation rules of each request body (from the same field specs that validate
+/// it) into its schema: required strings are non-blank, every string is bounded, and unknown
+/// fields are refused. Clients and fuzzers then agree with the server on what is valid.
+struct Constraints;
+
+fn constrain(schema: &mut Value, fields: &[FieldSpec]) {
+    for field in fields {
+        let Some(property) = schema["properties"].get_mut(field.json_name()) else {
+            continue;
+        };
+        if matches!(field.kind, FieldKind::Plain | FieldKind::Secret) {
+            property["maxLength"] = json!(MAX_FIELD_LEN);
+            if field.required {
+                property["minLength"] = json!(1);
+                property["pattern"] = json!("\\S");
+            }
+        }
+    }
+    schema["additionalProperties"] = json!(false);
+}
+
+/// `allOf` of objects into one object, so `additionalProperties: false` can apply.
+fn flatten_all_of(schema: &mut Value, schemas: &Value) {
+    let Some(parts) = schema.get("allOf").and_then(Value::as_array).cloned() else {
+        return;
+    };
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for part in parts {
+        let part = match part["$ref"].as_str() {
+            Some(reference) => {
+                schemas[reference.trim_start_matches("#/components/schemas/")].clone()
+            }
+            None => part,
+        };
+        properties.extend(part["properties"].as_object().cloned().unwrap_or_default());
+        required.extend(part["required"].as_array().cloned().unwrap_or_default());
+    }
+    let object = schema.as_object_mut().expect("a schema is an object");
+    object.remove("allOf");
+    object.insert("type".into(), json!("object"));
+    object.insert("properties".into(), Value::Object(properties));
+    if !required.is_empty() {
+        object.insert("required".into(), Value::Array(required));
+    }
+}
+
+impl Modify for Constraints {
+    fn modify(&self, openapi: &mut Document) {
+        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        let schemas = doc["components"]["schemas"].clone();
+        let all = &mut doc["components"]["schemas"];
+        for provider in Provider::ALL {
+            let spec = provider.spec();
+            constrain(&mut all[spec.request_schema], spec.fields);
+        }
+        constrain(&mut all["LoginRequest"], crate::api::auth::LOGIN_FIELDS);
+        flatten_all_of(&mut all["CreateLeafUser"], &schemas);
+        constrain(&mut all["CreateLeafUser"], &crate::api::users::PROFILE);
+        // A user read with GET may be sent back: its read-only parts are accepted and ignored.
+        let update = &mut all["UpdateLeafUser"];
+        update["properties"]["createdTime"] =
+            json!({"type": "string", "description": "Ignored (read-only)."});
+        for provider in Provider::ALL {
+            update["properties"][provider.spec().object_name] = json!({"type": "object", "description": "Ignored: credentials change through their own endpoints."});
+        }
+        constrain(update, &crate::api::users::PROFILE);
+        // Only this function's edits can fail to parse back: a bug that every test would hit.
+        *openapi = serde_json::from_value(doc).expect("the constrained document is still OpenAPI");
+    }
 }

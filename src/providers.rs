@@ -181,6 +181,7 @@ macro_rules! declare_providers {
                         required: required!($req),
                         kind: field_kind!($kind),
                     }),*],
+                    request_schema: stringify!($Req),
                     check: $check,
                 };
 

@@ -12,7 +12,7 @@ use super::{ApiError, Problem};
 use crate::domain::provider::{validate_object, FieldKind, FieldSpec};
 use crate::ledger::Ledger;
 
-const LOGIN_FIELDS: &[FieldSpec] = &[
+pub const LOGIN_FIELDS: &[FieldSpec] = &[
     FieldSpec {
         rust_name: "username",
         required: true,

@@ -21,7 +21,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 const OBJECT: &str = "leafUser";
 
-const PROFILE: [FieldSpec; 5] = [
+pub const PROFILE: [FieldSpec; 5] = [
     FieldSpec {
         rust_name: "name",
         required: false,
@@ -116,9 +116,10 @@ pub struct UpdateLeafUser {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct ListUsersParams {
     /// Page number, from 0.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 2147483647)]
     pub page: Option<i64>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 pub use crate::providers::Provider;
 
-/// Longest string accepted in any field (a PEM private key fits with room to spare).
+/// Longest string, in characters, accepted in any field (a PEM private key fits easily).
 pub const MAX_FIELD_LEN: usize = 16 * 1024;
 
 /// The health of a credential, as Leaf reports it.
@@ -146,7 +146,7 @@ pub fn validate_object(
             (Value::String(text), kind) => {
                 if text.trim().is_empty() {
                     spec.required.then_some("NotBlank")
-                } else if text.len() > MAX_FIELD_LEN {
+                } else if text.chars().count() > MAX_FIELD_LEN {
                     Some("Size")
                 } else if kind == FieldKind::Environment
                     && serde_json::from_value::<ClientEnvironment>(value.clone()).is_err()
@@ -210,6 +210,8 @@ pub struct ProviderSpec {
     /// Name of the credential object in a Leaf user (and in `fieldErrors`).
     pub object_name: &'static str,
     pub fields: &'static [FieldSpec],
+    /// The name of its request body schema in the OpenAPI document.
+    pub request_schema: &'static str,
     /// How its credentials are checked in the background.
     pub check: OAuthCheck,
 }
