@@ -5,13 +5,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/projections.rs"]
+mod projections;
+
 const BIN: &str = env!("CARGO_BIN_EXE_credential-ledger");
 
-/// A running `serve`, killed when dropped. Its stdout is collected line by line.
+/// A running `serve`, killed when dropped. Its stdout and stderr (logs) are collected.
 struct Server {
     child: Child,
     port: u16,
     stdout: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -21,9 +25,29 @@ impl Drop for Server {
     }
 }
 
+/// Collects a child's output lines on a thread, calling `each` on every line.
+fn collect(
+    output: impl std::io::Read + Send + 'static,
+    mut each: impl FnMut(&str) + Send + 'static,
+) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            each(&line);
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
 impl Server {
     /// Starts `serve` on a free port and waits (bounded) until it listens.
     fn start(database: &std::path::Path) -> Server {
+        Server::start_with(database, &[], &[])
+    }
+
+    fn start_with(database: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args([
                 "--database",
@@ -32,30 +56,22 @@ impl Server {
                 "--bind",
                 "127.0.0.1:0",
             ])
+            .args(args)
             // The crash test reads a thousand users back at full speed.
             .env("CREDENTIAL_LEDGER_OWNER_RATE", "1000000")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let lines = stdout.clone();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let stdout = collect(child.stdout.take().unwrap(), |_| {});
         let (ports, port) = mpsc::channel();
-        let err = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
-                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = ports.send(digits.parse::<u16>().unwrap());
-                }
+        let logs = collect(child.stderr.take().unwrap(), move |line| {
+            if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = ports.send(digits.parse::<u16>().unwrap());
             }
         });
         let port = port
@@ -65,6 +81,7 @@ impl Server {
             child,
             port,
             stdout,
+            logs,
         }
     }
 
@@ -126,10 +143,12 @@ fn the_first_start_creates_the_folder_and_an_owner_whose_login_works() {
     );
 }
 
-#[test]
-fn owner_create_reads_the_password_from_stdin() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("ledger.sqlite");
+/// Runs `owner create`, writing `password` to its stdin.
+fn create_owner(
+    database: &std::path::Path,
+    username: &str,
+    password: &str,
+) -> std::process::Output {
     let mut child = Command::new(BIN)
         .args([
             "--database",
@@ -137,36 +156,31 @@ fn owner_create_reads_the_password_from_stdin() {
             "owner",
             "create",
             "--username",
-            "carol",
-            "--password-stdin",
+            username,
         ])
+        .arg("--password-stdin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"carols long password\n")
+        .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn owner_create_reads_the_password_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let output = create_owner(&database, "carol", "carols long password");
     assert!(output.status.success());
     assert!(!String::from_utf8_lossy(&output.stdout).contains("carols long password"));
-
-    let again = Command::new(BIN)
-        .args([
-            "--database",
-            database.to_str().unwrap(),
-            "owner",
-            "create",
-            "--username",
-            "carol",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .output()
-        .unwrap();
+    let again = create_owner(&database, "carol", "another long password");
     assert!(!again.status.success(), "a username is taken once");
 
     let server = Server::start(&database);
@@ -194,50 +208,16 @@ fn the_openapi_subcommand_prints_the_exported_document() {
 fn secrets_never_reach_the_logs_and_mask_secrets_hides_them_from_answers() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("ledger.sqlite");
-    let mut child = Command::new(BIN)
-        .args([
-            "--database",
-            database.to_str().unwrap(),
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
+    let server = Server::start_with(
+        &database,
+        &[
             "--mask-secrets",
-        ])
-        .args(["--token-url", "raven=http://127.0.0.1:9/token"])
-        .env("RUST_LOG", "debug")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (ports, port) = mpsc::channel();
-    let sink = logs.clone();
-    let err = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in err.lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                let _ = ports.send(digits.parse::<u16>().unwrap());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let printed: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let sink = printed.clone();
-    std::thread::spawn(move || {
-        out.lines()
-            .map_while(Result::ok)
-            .for_each(|l| sink.lock().unwrap().push(l))
-    });
-    let port: u16 = port.recv_timeout(Duration::from_secs(30)).unwrap();
-    let mut server = Server {
-        child,
-        port,
-        stdout: printed,
-    };
-    let password = server.printed("password: ").unwrap();
+            "--token-url",
+            "raven=http://127.0.0.1:9/token",
+        ],
+        &[("RUST_LOG", "debug")],
+    );
+    let (port, password) = (server.port, server.printed("password: ").unwrap());
 
     let secrets = [
         "LOGLEAK-refresh-91c2",
@@ -287,8 +267,9 @@ fn secrets_never_reach_the_logs_and_mask_secrets_hides_them_from_answers() {
         answers.push(client.get(format!("{api}/users/{user}/raven-credentials/events")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
         answers
     });
-    let _ = server.child.kill();
-    let _ = server.child.wait();
+    let logs = server.logs.clone();
+    drop(server); // killed: its logs are complete
+    std::thread::sleep(Duration::from_millis(100));
     let logs = logs.lock().unwrap().join("\n");
     assert!(
         logs.contains("/raven-credentials"),
@@ -308,25 +289,6 @@ fn secrets_never_reach_the_logs_and_mask_secrets_hides_them_from_answers() {
         }
     }
     assert!(answers[0].contains("********"), "{}", answers[0]);
-    server.port = 0;
-}
-
-/// Every projection table, ordered, as plain values.
-fn dump_projections(database: &std::path::Path) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
-    let conn = rusqlite::Connection::open(database).unwrap();
-    credential_ledger::store::schema::PROJECTION_TABLES
-        .iter()
-        .map(|table| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
-                .unwrap();
-            let columns = stmt.column_count();
-            stmt.query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        })
-        .collect()
 }
 
 /// Kills the server with SIGKILL five times while eight clients write, restarting it each
@@ -335,26 +297,9 @@ fn dump_projections(database: &std::path::Path) -> Vec<Vec<Vec<rusqlite::types::
 fn acknowledged_writes_survive_repeated_kill_9_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("ledger.sqlite");
-    let mut create = Command::new(BIN)
-        .args([
-            "--database",
-            database.to_str().unwrap(),
-            "owner",
-            "create",
-            "--username",
-            "crash",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    create
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"crash test password\n")
-        .unwrap();
-    assert!(create.wait().unwrap().success());
+    assert!(create_owner(&database, "crash", "crash test password")
+        .status
+        .success());
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::builder()
@@ -487,14 +432,14 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
         credentials.len()
     );
 
-    let live = dump_projections(&database);
+    let live = projections::dump(&database);
     let rebuild = Command::new(BIN)
         .args(["--database", database.to_str().unwrap(), "rebuild"])
         .output()
         .unwrap();
     assert!(rebuild.status.success());
     assert_eq!(
-        dump_projections(&database),
+        projections::dump(&database),
         live,
         "the projections equal a rebuild from the ledger"
     );

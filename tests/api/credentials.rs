@@ -1,16 +1,7 @@
 use crate::helpers::{problem, providers, spawn_app, TestApp};
 use crate::snapshot;
-use credential_ledger::domain::event::{ExchangeMeta, ProviderExchange};
-use credential_ledger::domain::{CredentialId, ExchangeId, Provider, UserId};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-fn provider_of(slug: &str) -> Provider {
-    *Provider::ALL
-        .iter()
-        .find(|p| p.spec().slug == slug)
-        .unwrap()
-}
 
 #[tokio::test]
 async fn each_provider_stores_returns_and_deletes_its_credentials() {
@@ -116,20 +107,9 @@ async fn missing_or_wrong_fields_are_listed_and_nothing_is_written() {
 }
 
 async fn record(app: &TestApp, user: &str, credential: &str, slug: &str, code: u16, days_ago: i64) {
-    let exchange = ProviderExchange {
-        meta: ExchangeMeta {
-            exchange_id: ExchangeId::new(),
-            user_id: user.parse::<UserId>().unwrap(),
-            credential_id: credential.parse::<CredentialId>().unwrap(),
-            provider: provider_of(slug),
-            request_method: "POST".into(),
-            request_url: "https://provider.example/oauth/token".into(),
-            status_code: code,
-            recorded_at: app.ledger.now().minus(chrono::Duration::days(days_ago)),
-        },
-        headers: "{\"content-type\":\"application/json\"}".into(),
-        body: format!("{{\"days_ago\":{days_ago},\"access_token\":\"[redacted]\"}}"),
-    };
+    let at = app.ledger.now().minus(chrono::Duration::days(days_ago));
+    let body = format!("{{\"days_ago\":{days_ago},\"access_token\":\"[redacted]\"}}");
+    let exchange = crate::helpers::exchange(user, credential, slug, code, at, &body);
     app.ledger
         .record_exchange(exchange)
         .await
@@ -213,20 +193,7 @@ async fn events_show_the_last_30_days_newest_first_and_vanish_on_replace_and_del
         );
 
         // An exchange for the replaced credential is refused: its log is gone for good.
-        let late = ProviderExchange {
-            meta: ExchangeMeta {
-                exchange_id: ExchangeId::new(),
-                user_id: user.parse().unwrap(),
-                credential_id: credential.parse().unwrap(),
-                provider: provider_of(slug),
-                request_method: "POST".into(),
-                request_url: "https://provider.example/oauth/token".into(),
-                status_code: 200,
-                recorded_at: app.ledger.now(),
-            },
-            headers: String::new(),
-            body: String::new(),
-        };
+        let late = crate::helpers::exchange(&user, credential, slug, 200, app.ledger.now(), "");
         assert!(app.ledger.record_exchange(late).await.is_err());
 
         app.delete_credentials(&user, slug).await;

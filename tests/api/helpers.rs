@@ -2,9 +2,10 @@
 //! and one typed method per endpoint.
 
 use credential_ledger::api::limits::RateLimits;
+use credential_ledger::domain::event::{ExchangeMeta, ProviderExchange};
 use credential_ledger::domain::time::ManualClock;
 use credential_ledger::domain::Clock;
-use credential_ledger::domain::Timestamp;
+use credential_ledger::domain::{ExchangeId, Provider, Timestamp};
 use credential_ledger::health::HealthSettings;
 use credential_ledger::ledger::Ledger;
 use credential_ledger::startup::{Application, Settings};
@@ -36,6 +37,35 @@ pub fn providers() -> Vec<(&'static str, &'static str, Value)> {
             json!({"clientId": "raven-id", "clientSecret": "raven-secret", "refreshToken": "raven-refresh"}),
         ),
     ]
+}
+
+/// An exchange with `slug`'s provider, as the health worker would record it.
+pub fn exchange(
+    user: &str,
+    credential: &str,
+    slug: &str,
+    status_code: u16,
+    recorded_at: Timestamp,
+    body: &str,
+) -> ProviderExchange {
+    let provider = *Provider::ALL
+        .iter()
+        .find(|p| p.spec().slug == slug)
+        .expect("a provider slug");
+    ProviderExchange {
+        meta: ExchangeMeta {
+            exchange_id: ExchangeId::new(),
+            user_id: user.parse().unwrap(),
+            credential_id: credential.parse().unwrap(),
+            provider,
+            request_method: "POST".into(),
+            request_url: "https://provider.example/oauth/token".into(),
+            status_code,
+            recorded_at,
+        },
+        headers: "{\"content-type\":\"application/json\"}".into(),
+        body: body.into(),
+    }
 }
 
 pub struct TestApp {

@@ -1,8 +1,7 @@
-use crate::helpers::{providers, spawn_app, TestApp};
+use crate::helpers::{providers, spawn_app};
 use credential_ledger::domain::user::UserCommand;
 use credential_ledger::domain::{CredentialStatus, Provider, UserId};
 use reqwest::StatusCode;
-use rusqlite::types::Value as Sql;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -14,27 +13,6 @@ async fn the_database_refuses_to_update_or_delete_events() {
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = conn.execute("DELETE FROM events", []);
     assert!(delete.unwrap_err().to_string().contains("append-only"));
-}
-
-fn dump(app: &TestApp) -> Vec<(String, Vec<Vec<Sql>>)> {
-    let conn = app.sqlite();
-    credential_ledger::store::schema::PROJECTION_TABLES
-        .iter()
-        .map(|table| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
-                .unwrap();
-            let columns = stmt.column_count();
-            let rows = stmt
-                .query_map([], |row| {
-                    (0..columns).map(|i| row.get::<_, Sql>(i)).collect()
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            (table.to_string(), rows)
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -74,20 +52,16 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         )
         .await
         .unwrap();
-    let exchange = credential_ledger::domain::event::ProviderExchange {
-        meta: credential_ledger::domain::event::ExchangeMeta {
-            exchange_id: credential_ledger::domain::ExchangeId::new(),
-            user_id: users[2].parse().unwrap(),
-            credential_id: raven["id"].as_str().unwrap().parse().unwrap(),
-            provider: Provider::Raven,
-            request_method: "POST".into(),
-            request_url: "https://raven.example/token".into(),
-            status_code: 400,
-            recorded_at: app.ledger.now(),
-        },
-        headers: "{}".into(),
-        body: "{\"error\":\"invalid_grant\"}".into(),
-    };
+    let raven_id = raven["id"].as_str().unwrap();
+    let body = "{\"error\":\"invalid_grant\"}";
+    let exchange = crate::helpers::exchange(
+        &users[2],
+        raven_id,
+        "raven-credentials",
+        400,
+        app.ledger.now(),
+        body,
+    );
     app.ledger.record_exchange(exchange).await.unwrap();
     let status: Value = app
         .get_status(&users[2], "raven-credentials")
@@ -97,7 +71,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         .unwrap();
     assert_eq!(status["status"], "UNAUTHENTICATED");
 
-    let live = dump(&app);
+    let live = crate::projections::dump(&app.database);
     assert!(
         live.iter().all(|(_, rows)| !rows.is_empty()),
         "the workload touched every table"
@@ -114,7 +88,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("rebuilt every projection"));
-    let rebuilt = dump(&app);
+    let rebuilt = crate::projections::dump(&app.database);
     for ((table, live_rows), (_, rebuilt_rows)) in live.iter().zip(&rebuilt) {
         assert_eq!(
             live_rows, rebuilt_rows,

@@ -8,5 +8,7 @@ mod health;
 mod helpers;
 mod ledger;
 mod openapi;
+#[path = "../common/projections.rs"]
+mod projections;
 mod security;
 mod users;
