@@ -120,7 +120,9 @@ pub async fn check(
         secrets.extend(tokens.access_token.clone());
         secrets.extend(tokens.refresh_token.clone());
     }
-    let result = classify(code, parsed, required_scopes, at);
+    let mut result = classify(code, parsed, required_scopes, at);
+    // The reason may quote the provider (`error`); it goes into the ledger and the logs.
+    result.reason = redact::scrub(&result.reason, &secrets);
     let exchange = ProviderExchange {
         meta: meta(code),
         headers: redact::headers(

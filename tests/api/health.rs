@@ -481,9 +481,10 @@ async fn exchanges_older_than_30_days_are_hidden_then_reclaimed_and_the_ledger_k
 #[tokio::test]
 async fn the_exchange_log_never_holds_a_secret() {
     let provider = FakeProvider::start(ok_reply()).await;
+    // A provider that quotes the refresh token in `error`, which becomes the status reason.
     provider.then(Reply::json(
         400,
-        json!({"error": "invalid_grant", "refresh_token": "{refresh_token}"}),
+        json!({"error": "bad token {refresh_token}", "refresh_token": "{refresh_token}"}),
     ));
     let app = spawn_app_with(settings(&provider.url), None).await;
     let user = app.new_user().await;
@@ -507,6 +508,21 @@ async fn the_exchange_log_never_holds_a_secret() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(stored.len(), 4);
+    let reasons: Vec<String> = conn
+        .prepare("SELECT payload FROM events WHERE event_type = 'CredentialStatusChanged'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("bad token [redacted]")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().all(|r| !r.contains("secret-refresh-1")),
+        "{reasons:?}"
+    );
     for text in stored {
         for secret in [
             "secret-refresh-1",
