@@ -287,3 +287,104 @@ async fn login_attempts_are_limited_per_username() {
         "another username is not limited"
     );
 }
+
+#[tokio::test]
+async fn every_route_answers_another_owners_ids_exactly_as_missing_ones_and_writes_nothing() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    let alices = app.new_user().await;
+    for (slug, body, _) in secret_bodies() {
+        app.post_credentials(&alices, slug, &body).await;
+    }
+    let mallory = app.owner_token("mallory").await;
+    let missing = uuid::Uuid::new_v4().to_string();
+    let before = app.event_count();
+    let base = crate::helpers::BASE;
+
+    let mut probes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("{base}/users/{{id}}"), None),
+        (Method::DELETE, format!("{base}/users/{{id}}"), None),
+        (
+            Method::PUT,
+            format!("{base}/users"),
+            Some(json!({"id": "{id}", "name": "taken over"})),
+        ),
+    ];
+    for (slug, body, _) in secret_bodies() {
+        let path = format!("{base}/users/{{id}}/{slug}");
+        probes.push((Method::GET, path.clone(), None));
+        probes.push((Method::POST, path.clone(), Some(body)));
+        probes.push((Method::DELETE, path.clone(), None));
+        probes.push((Method::GET, format!("{path}/status"), None));
+        probes.push((Method::GET, format!("{path}/events"), None));
+        probes.push((Method::POST, format!("{path}/check"), None));
+    }
+    for (method, template, body) in probes {
+        let mut answers = Vec::new();
+        for id in [&alices, &missing] {
+            let path = template.replace("{id}", id);
+            let body = body.as_ref().map(|b| {
+                serde_json::from_str::<Value>(&b.to_string().replace("{id}", id)).unwrap()
+            });
+            let response = app
+                .send(method.clone(), &path, Some(&mallory), body.as_ref())
+                .await;
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap().replace(id.as_str(), "{id}");
+            answers.push((status, text));
+        }
+        assert_eq!(answers[0].0, 404, "{method} {template}");
+        assert_eq!(
+            answers[0], answers[1],
+            "{method} {template}: another owner's id is told apart from a missing one"
+        );
+    }
+    assert_eq!(
+        app.event_count(),
+        before,
+        "nothing was written across owners"
+    );
+    let user: Value = app.get_user(&alices).await.json().await.unwrap();
+    assert_eq!(user["name"], "Jane Grower");
+    assert!(user["ravenCredentials"].is_object());
+}
+
+#[tokio::test]
+async fn deeply_nested_or_oversized_json_is_a_clear_4xx() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let path = TestApp::credential_path(&user, "raven-credentials");
+    let before = app.event_count();
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let response = app
+        .client
+        .post(app.url(&path))
+        .bearer_auth(&app.token)
+        .header("Content-Type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let problem = crate::helpers::problem(response, 400).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{problem}"
+    );
+    let huge_header = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&app.token)
+        .header("X-Padding", "x".repeat(64 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        huge_header.status().is_client_error(),
+        "{}",
+        huge_header.status()
+    );
+    assert_eq!(app.event_count(), before);
+}
