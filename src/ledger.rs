@@ -8,12 +8,10 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
 
 use crate::crypto::{self, DataKey, Keyring};
-use crate::domain::event::IssuedTokens;
-use crate::domain::event::ProviderExchange;
+use crate::domain::event::{IssuedTokens, ProviderExchange};
 use crate::domain::owner::{self, OwnerCommand, OwnerError, OwnerState};
 use crate::domain::provider::FieldKind;
-use crate::domain::user::NewCredential;
-use crate::domain::user::{self, CheckResult, UserCommand, UserError, UserState};
+use crate::domain::user::{self, CheckResult, NewCredential, UserCommand, UserError, UserState};
 use crate::domain::{Clock, CredentialId, DomainEvent, OwnerId, Provider, Timestamp, UserId};
 use crate::store::views::CredentialView;
 use crate::store::{
@@ -182,12 +180,7 @@ impl Ledger {
         data_keys: Vec<WrappedKey>,
     ) -> Result<Vec<RecordedEvent>, LedgerError> {
         let stream_id = user::stream_id(user_id);
-        let history = self.store.read_stream(&stream_id).await?;
-        let version = history.last().map_or(0, |r| r.version);
-        let state = history
-            .iter()
-            .map(|r| &r.event)
-            .fold(UserState::default(), user::evolve);
+        let (state, version) = self.user_state(user_id).await?;
         let owner_id = match (&command, &state) {
             (UserCommand::Create { owner_id, .. }, _) => Some(*owner_id),
             (_, UserState::Live(user)) => Some(user.owner_id),
