@@ -149,6 +149,24 @@ impl Modify for Constraints {
             update["properties"][provider.spec().object_name] = json!({"type": "object", "description": "Ignored: credentials change through their own endpoints."});
         }
         constrain(update, &crate::api::users::PROFILE);
+        // `If-None-Match` means something only as `*`.
+        for item in doc["paths"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|p| p.values_mut())
+        {
+            for operation in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+                    if parameter["name"] == "If-None-Match" {
+                        parameter["schema"] = json!({"type": "string", "enum": ["*"]});
+                    }
+                }
+            }
+        }
         // Only this function's edits can fail to parse back: a bug that every test would hit.
         *openapi = serde_json::from_value(doc).expect("the constrained document is still OpenAPI");
     }
