@@ -104,6 +104,20 @@ impl Server {
     }
 }
 
+/// Logs in over HTTP and returns the bearer token.
+async fn bearer(client: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/authenticate"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["id_token"].as_str().expect("logged in").to_owned()
+}
+
 fn login(port: u16, username: &str, password: &str) -> u16 {
     let body = serde_json::json!({"username": username, "password": password}).to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -228,16 +242,7 @@ fn secrets_never_reach_the_logs_and_mask_secrets_hides_them_from_answers() {
     let answers = runtime.block_on(async {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        let login: serde_json::Value = client
-            .post(format!("{base}/api/authenticate"))
-            .json(&serde_json::json!({"username": "admin", "password": password}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["id_token"].as_str().unwrap().to_owned();
+        let token = bearer(&client, &base, "admin", &password).await;
         let api = format!("{base}/services/usermanagement/api");
         let user: serde_json::Value = client
             .post(format!("{api}/users"))
@@ -314,16 +319,7 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
         let mut server = Server::start(&database);
         let base = format!("http://127.0.0.1:{}", server.port);
         let acknowledged = runtime.block_on(async {
-            let login: serde_json::Value = client
-                .post(format!("{base}/api/authenticate"))
-                .json(&serde_json::json!({"username": "crash", "password": "crash test password"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let token = login["id_token"].as_str().unwrap().to_owned();
+            let token = bearer(&client, &base, "crash", "crash test password").await;
             let writers = (0..8).map(|w| {
                 let (client, base, token) = (client.clone(), base.clone(), token.clone());
                 tokio::spawn(async move {
@@ -387,21 +383,12 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
     let server = Server::start(&database);
     let base = format!("http://127.0.0.1:{}", server.port);
     runtime.block_on(async {
-        let login: serde_json::Value = client
-            .post(format!("{base}/api/authenticate"))
-            .json(&serde_json::json!({"username": "crash", "password": "crash test password"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["id_token"].as_str().unwrap();
+        let token = bearer(&client, &base, "crash", "crash test password").await;
         let api = format!("{base}/services/usermanagement/api");
         for user in &users {
             let status = client
                 .get(format!("{api}/users/{user}"))
-                .bearer_auth(token)
+                .bearer_auth(&token)
                 .send()
                 .await
                 .unwrap()
@@ -411,7 +398,7 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
         for (user, credential) in &credentials {
             let read: serde_json::Value = client
                 .get(format!("{api}/users/{user}/raven-credentials"))
-                .bearer_auth(token)
+                .bearer_auth(&token)
                 .send()
                 .await
                 .unwrap()

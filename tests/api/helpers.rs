@@ -404,6 +404,23 @@ impl TestApp {
         self.get_events_as(&self.token, user, slug).await
     }
 
+    /// Runs the `credential-ledger` binary on this app's database; asserts it succeeds and
+    /// returns what it printed.
+    pub fn cli(&self, args: &[&std::ffi::OsStr]) -> String {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_credential-ledger"))
+            .arg("--database")
+            .arg(&self.database)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Opens the SQLite file directly, as an outside reader would.
     pub fn sqlite(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(&self.database).unwrap()

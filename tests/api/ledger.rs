@@ -76,18 +76,8 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         live.iter().all(|(_, rows)| !rows.is_empty()),
         "the workload touched every table"
     );
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_credential-ledger"))
-        .arg("--database")
-        .arg(&app.database)
-        .arg("rebuild")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("rebuilt every projection"));
+    let printed = app.cli(&["rebuild".as_ref()]);
+    assert!(printed.contains("rebuilt every projection"));
     let rebuilt = crate::projections::dump(&app.database);
     for ((table, live_rows), (_, rebuilt_rows)) in live.iter().zip(&rebuilt) {
         assert_eq!(

@@ -172,20 +172,12 @@ async fn rotate_key_rewraps_every_data_key_while_the_server_runs() {
     };
     let before = key_ids(&app);
     let key_file = app.dir.as_ref().unwrap().path().join("master.key");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_credential-ledger"))
-        .arg("--database")
-        .arg(&app.database)
-        .arg("--master-key-file")
-        .arg(&key_file)
-        .arg("rotate-key")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("1 data keys re-wrapped"));
+    let printed = app.cli(&[
+        "--master-key-file".as_ref(),
+        key_file.as_os_str(),
+        "rotate-key".as_ref(),
+    ]);
+    assert!(printed.contains("1 data keys re-wrapped"), "{printed}");
     let after = key_ids(&app);
     assert_eq!(after.len(), 1);
     assert_ne!(before, after, "wrapped with the new master key");
