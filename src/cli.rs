@@ -39,6 +39,12 @@ struct DatabaseArgs {
     /// last commits (never corrupts the database).
     #[arg(long, global = true, env = "CREDENTIAL_LEDGER_RELAXED_DURABILITY")]
     relaxed_durability: bool,
+    /// Most writes committed together in one transaction (group commit: one fsync for all of
+    /// them, each acknowledged only after it). 1 commits every write on its own.
+    #[arg(long, global = true, env = "CREDENTIAL_LEDGER_WRITE_BATCH",
+          default_value_t = crate::store::DEFAULT_MAX_BATCH,
+          value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    write_batch: usize,
     /// The master key file (`ID BASE64KEY` lines, newest last), generated with mode 0600 on
     /// first start; by default `master.key` beside the database. It wraps every credential's
     /// data key: keep it out of database backups. `CREDENTIAL_LEDGER_MASTER_KEY` (one base64
@@ -76,6 +82,7 @@ impl DatabaseArgs {
     fn options(&self) -> StoreOptions {
         StoreOptions {
             synchronous_full: !self.relaxed_durability,
+            max_batch: self.write_batch,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Appending to and reading from the `events` table.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{RecordedEvent, StoreError, StreamAppend};
 use crate::domain::{DomainEvent, OwnerId, Timestamp};
@@ -22,7 +22,7 @@ pub fn last_position(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Appends one stream's events if the stream is still at `expected_version`.
 pub fn append_events(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     append: &StreamAppend,
     recorded_at: Timestamp,
 ) -> Result<Vec<RecordedEvent>, StoreError> {

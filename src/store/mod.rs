@@ -3,6 +3,11 @@
 //!
 //! SQLite never runs on the async executor: one writer thread owns the write connection and
 //! takes jobs over a channel; reads run on blocking threads with read-only connections.
+//!
+//! Group commit: the writer takes every job that is waiting (up to `max_batch`) and runs them in
+//! one transaction, each inside its own savepoint, so a job that fails (a lost race, say) is
+//! rolled back alone. One COMMIT, so one fsync, makes the whole batch durable, and only then is
+//! each job answered: no request is acknowledged before its write is on disk.
 
 mod ledger;
 mod projections;
@@ -11,11 +16,12 @@ pub mod views;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use crate::domain::{DomainEvent, OwnerId, Timestamp};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another writer appended to the stream first.
     #[error("stream {stream_id} was changed concurrently")]
@@ -79,26 +85,55 @@ pub struct ExchangeContent {
     pub body: String,
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A write job: runs inside the batch's transaction (in its own savepoint) and returns what
+/// answers its caller once the batch's COMMIT has succeeded or failed.
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 #[derive(Clone)]
 pub struct Store {
     writer: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
+    stats: Arc<WriterStats>,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
     /// `synchronous=FULL` (every commit reaches the disk) unless turned off for speed.
     pub synchronous_full: bool,
+    /// Most write jobs committed in one transaction (1: one commit, so one fsync, per write).
+    pub max_batch: usize,
 }
+
+/// Default `max_batch`.
+pub const DEFAULT_MAX_BATCH: usize = 256;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             synchronous_full: true,
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Write jobs sent to the writer and not yet taken into a batch.
+    queued: AtomicU64,
+    /// Transactions committed (each one fsync with `synchronous=FULL`).
+    commits: AtomicU64,
+    /// Write jobs committed.
+    jobs: AtomicU64,
+}
+
+/// A snapshot of `WriterStats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterCounts {
+    pub queued: u64,
+    pub commits: u64,
+    pub jobs: u64,
 }
 
 impl Store {
@@ -117,34 +152,53 @@ impl Store {
         tx.commit()?;
 
         let (writer, jobs) = mpsc::channel::<Job>();
+        let stats = Arc::new(WriterStats::default());
+        let writer_stats = stats.clone();
+        let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || {
-                for job in jobs {
-                    job(&mut conn);
-                }
-            })
+            .spawn(move || run_writer(&conn, &jobs, max_batch, &writer_stats))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         let readers = Arc::new(ReadPool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
         });
-        Ok(Store { writer, readers })
+        Ok(Store {
+            writer,
+            readers,
+            stats,
+        })
     }
 
-    /// Runs `job` on the writer thread.
+    /// Runs `job` on the writer thread, inside a transaction it may share with other jobs;
+    /// answers once that transaction has committed. A job that fails is rolled back alone.
     async fn write<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(Box::new(move |conn| {
-                let _ = tx.send(job(conn));
-            }))
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, job);
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ = tx.send(committed.and(result));
+            })
+        });
+        self.stats.queued.fetch_add(1, Ordering::SeqCst);
+        if self.writer.send(job).is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable("the writer has stopped".into()));
+        }
         rx.await
             .map_err(|_| StoreError::Unavailable("the writer dropped a job".into()))?
+    }
+
+    /// The writer's counters (for tests and the benchmark).
+    pub fn writer_counts(&self) -> WriterCounts {
+        WriterCounts {
+            queued: self.stats.queued.load(Ordering::SeqCst),
+            commits: self.stats.commits.load(Ordering::SeqCst),
+            jobs: self.stats.jobs.load(Ordering::SeqCst),
+        }
     }
 
     /// Runs `query` on a read-only connection on a blocking thread.
@@ -177,8 +231,7 @@ impl Store {
         side: SideWrites,
         recorded_at: Timestamp,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             for key in &side.data_keys {
                 tx.prepare_cached("INSERT INTO data_keys (credential_id, key_id, wrapped) VALUES (?1, ?2, ?3)")?
                     .execute(rusqlite::params![key.credential_id.to_string(), key.key_id, key.wrapped])?;
@@ -198,12 +251,11 @@ impl Store {
             }
             let mut recorded = Vec::new();
             for append in &appends {
-                for event in ledger::append_events(&tx, append, recorded_at)? {
-                    projections::apply(&tx, &event)?;
+                for event in ledger::append_events(tx, append, recorded_at)? {
+                    projections::apply(tx, &event)?;
                     recorded.push(event);
                 }
             }
-            tx.commit()?;
             Ok(recorded)
         })
         .await
@@ -229,21 +281,19 @@ impl Store {
         &self,
         mut progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<u64, StoreError> {
-        self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let total = ledger::last_position(&tx)? as u64;
-            schema::drop_projections(&tx)?;
-            schema::create_projections(&tx)?;
+        self.write(move |tx| {
+            let total = ledger::last_position(tx)? as u64;
+            schema::drop_projections(tx)?;
+            schema::create_projections(tx)?;
             let mut done = 0;
-            ledger::for_each_event(&tx, 0, |event| {
-                projections::apply(&tx, &event)?;
+            ledger::for_each_event(tx, 0, |event| {
+                projections::apply(tx, &event)?;
                 done += 1;
                 if done % 10_000 == 0 {
                     progress(done, total);
                 }
                 Ok(())
             })?;
-            tx.commit()?;
             progress(done, total);
             Ok(done)
         })
@@ -252,8 +302,7 @@ impl Store {
 
     /// Deletes exchange contents (and their log rows) recorded before `cutoff`. Events stay.
     pub async fn purge_exchanges(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
-        self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let cutoff = cutoff.to_string();
             tx.execute(
                 "DELETE FROM provider_exchanges WHERE recorded_at < ?1",
@@ -263,7 +312,6 @@ impl Store {
                 "DELETE FROM exchange_contents WHERE recorded_at < ?1",
                 [&cutoff],
             )?;
-            tx.commit()?;
             Ok(purged)
         })
         .await
@@ -274,8 +322,7 @@ impl Store {
         &self,
         rewrap: impl Fn(&WrappedKey) -> Result<WrappedKey, String> + Send + 'static,
     ) -> Result<usize, StoreError> {
-        self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let keys: Vec<(String, String, Vec<u8>)> = tx
                 .prepare("SELECT credential_id, key_id, wrapped FROM data_keys")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -295,7 +342,6 @@ impl Store {
                     rusqlite::params![credential_id, new.key_id, new.wrapped],
                 )?;
             }
-            tx.commit()?;
             Ok(keys.len())
         })
         .await
@@ -311,6 +357,85 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+}
+
+/// The writer thread: takes the jobs that are waiting, runs them in one transaction and answers
+/// them after its COMMIT; until the channel closes.
+fn run_writer(
+    conn: &Connection,
+    jobs: &mpsc::Receiver<Job>,
+    max_batch: usize,
+    stats: &WriterStats,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        stats.queued.fetch_sub(batch.len() as u64, Ordering::SeqCst);
+        let size = batch.len() as u64;
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs answers each with "the writer dropped a job": nothing was written.
+            tracing::error!(%error, jobs = size, "cannot begin a write transaction");
+            continue;
+        }
+        let completions: Vec<Completion> = batch
+            .into_iter()
+            .map(|job| {
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (disk full, I/O error): this job
+                    // must not run outside it, and nothing before it will be committed.
+                    let _ = job;
+                    Box::new(|_| ()) as Completion
+                } else {
+                    job(conn)
+                }
+            })
+            .collect();
+        let committed = if conn.is_autocommit() {
+            Err(StoreError::Unavailable(
+                "the write transaction was rolled back".into(),
+            ))
+        } else {
+            conn.execute_batch("COMMIT").map_err(|error| {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                StoreError::from(error)
+            })
+        };
+        if committed.is_ok() {
+            stats.commits.fetch_add(1, Ordering::SeqCst);
+            stats.jobs.fetch_add(size, Ordering::SeqCst);
+        }
+        for complete in completions {
+            complete(committed.clone());
+        }
+    }
+}
+
+/// Runs `job` in a savepoint of the open transaction: its writes stay if it succeeds and are
+/// undone, alone, if it fails.
+fn in_savepoint<T>(
+    conn: &Connection,
+    job: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match job(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(value)
+        }
+        Err(error) => {
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            }
+            Err(error)
+        }
     }
 }
 
@@ -350,5 +475,151 @@ impl ReadPool {
                 .push(conn);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Clock, SystemClock};
+
+    fn token_append(stream: &str, expected_version: u64) -> StreamAppend {
+        let owner_id = OwnerId::new();
+        StreamAppend {
+            stream_id: stream.to_owned(),
+            expected_version,
+            owner_id: Some(owner_id),
+            events: vec![DomainEvent::OwnerTokenIssued {
+                owner_id,
+                token_hash: stream.to_owned(),
+                expires_at: SystemClock.now(),
+            }],
+        }
+    }
+
+    /// Holds the writer on a job until the returned sender is used, so later writes queue up.
+    async fn hold_writer(
+        store: &Store,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let writer = store.clone();
+        let job = tokio::spawn(async move {
+            writer
+                .write(move |_| {
+                    let _ = started.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        });
+        running.await.unwrap();
+        (release, job)
+    }
+
+    async fn wait_until_queued(store: &Store, jobs: u64) {
+        for _ in 0..500 {
+            if store.writer_counts().queued == jobs {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{jobs} writes never queued: {:?}", store.writer_counts());
+    }
+
+    #[tokio::test]
+    async fn given_writes_waiting_when_the_writer_is_free_then_one_commit_makes_them_all_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let before = store.writer_counts();
+        let (release, held) = hold_writer(&store).await;
+
+        // 20 appends to distinct streams, and one that lost its race (wrong expected version).
+        let mut writes = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                store
+                    .append(
+                        vec![token_append(&format!("token:{i}"), 0)],
+                        SystemClock.now(),
+                    )
+                    .await
+            }));
+        }
+        let loser = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(vec![token_append("token:loser", 3)], SystemClock.now())
+                    .await
+            })
+        };
+        wait_until_queued(&store, 21).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+
+        for write in writes {
+            assert_eq!(write.await.unwrap().unwrap().len(), 1);
+        }
+        assert!(matches!(
+            loser.await.unwrap(),
+            Err(StoreError::Conflict { .. })
+        ));
+        let after = store.writer_counts();
+        // The holding job's commit, then one commit for the 21 queued jobs.
+        assert_eq!(after.commits - before.commits, 2, "{after:?}");
+        assert_eq!(after.jobs - before.jobs, 22, "{after:?}");
+
+        // The loser's savepoint was rolled back alone; the others are durable and gap-free.
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let (count, max, losers): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), MAX(position), SUM(stream_id = 'token:loser') FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((count, max, losers), (20, 20, 0));
+        let tokens: i64 = conn
+            .query_row("SELECT COUNT(*) FROM owner_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tokens, 20);
+    }
+
+    #[tokio::test]
+    async fn given_a_batch_of_one_when_writes_wait_then_each_gets_its_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            max_batch: 1,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("ledger.sqlite"), options).unwrap();
+        let before = store.writer_counts();
+        let (release, held) = hold_writer(&store).await;
+        let writes: Vec<_> = (0..5)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .append(
+                            vec![token_append(&format!("token:{i}"), 0)],
+                            SystemClock.now(),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        wait_until_queued(&store, 5).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        let after = store.writer_counts();
+        assert_eq!(after.commits - before.commits, 6, "{after:?}");
     }
 }
