@@ -1,0 +1,628 @@
+//! `cargo bench --bench perf`: loads the release server over HTTP on loopback with `wrk` and
+//! prints every figure of the performance targets beside its baseline from the same run, and
+//! the ratio. Scale with BENCH_SECONDS (per load phase, default 8), BENCH_EVENTS (ledger size
+//! for the replay phase, default 1 000 000), BENCH_CREDENTIALS and BENCH_EXCHANGES (the
+//! exchange-log phase, default 100 000 and 10 000 000). Needs `wrk` (apt install wrk).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use credential_ledger::crypto::{KeySource, Keyring};
+use credential_ledger::domain::event::{ExchangeMeta, IssuedTokens, UserProfile};
+use credential_ledger::domain::{
+    Clock, CredentialId, CredentialStatus, DomainEvent, ExchangeId, OwnerId, Provider, SystemClock,
+    UserId,
+};
+use credential_ledger::ledger::Ledger;
+use credential_ledger::store::{ExchangeContent, SideWrites, Store, StoreOptions, StreamAppend};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_credential-ledger");
+const PASSWORD: &str = "bench-password-not-secret";
+const CONNECTIONS: u32 = 64;
+const CREDENTIAL_BODY: &str = r#"{"clientKey":"key","clientSecret":"secret","refreshToken":"refresh","clientEnvironment":"PRODUCTION"}"#;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the release server on `database` and waits until `/health` answers; returns it
+    /// and how long that took.
+    fn start(database: &Path, extra: &[&str]) -> (Server, Duration) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = Instant::now();
+        let child = Command::new(SERVER)
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--no-health-checks",
+            ])
+            .args(["--owner-rate", "1000000000", "--database"])
+            .arg(database)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::blocking::Client::new();
+        for _ in 0..20_000 {
+            if let Ok(r) = client.get(format!("{}/health", server.base)).send() {
+                if r.status().is_success() {
+                    return (server, started.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("the server did not start");
+    }
+
+    /// Peak resident set size so far, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    fn login(&self) -> String {
+        let answer: serde_json::Value = reqwest::blocking::Client::new()
+            .post(format!("{}/api/authenticate", self.base))
+            .json(&serde_json::json!({"username": "bench", "password": PASSWORD}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        answer["id_token"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What wrk measured.
+#[derive(Debug)]
+struct Load {
+    rps: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+const WRK_SCRIPT: &str = r#"
+local ids, n, counter = {}, 0, 0
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function init(args)
+  for line in io.lines(os.getenv("BENCH_IDS")) do n = n + 1; ids[n] = line end
+  tid = tonumber(tid) or 0
+  wrk.method = os.getenv("BENCH_METHOD")
+  wrk.body = os.getenv("BENCH_BODY") ~= "" and os.getenv("BENCH_BODY") or nil
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+  wrk.headers["Content-Type"] = "application/json"
+end
+function request()
+  counter = counter + 1
+  -- thread t takes ids t+1, t+3, …: no two connections work on the same user at once
+  local i = ((counter * 2 + tid) % n) + 1
+  return wrk.format(nil, os.getenv("BENCH_PREFIX") .. ids[i] .. os.getenv("BENCH_SUFFIX"))
+end
+"#;
+
+/// Runs wrk: `method` on `prefix + id + suffix` for ids from `ids` in turn.
+#[allow(clippy::too_many_arguments)]
+fn wrk(
+    dir: &Path,
+    base: &str,
+    token: &str,
+    method: &str,
+    prefix: &str,
+    ids: &[String],
+    suffix: &str,
+    body: &str,
+    connections: u32,
+    seconds: u64,
+) -> Load {
+    let script = dir.join("bench.lua");
+    std::fs::write(&script, WRK_SCRIPT).unwrap();
+    let ids_file = dir.join("ids.txt");
+    std::fs::write(&ids_file, ids.join("\n") + "\n").unwrap();
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(base)
+        .env("BENCH_IDS", &ids_file)
+        .env("BENCH_METHOD", method)
+        .env("BENCH_PREFIX", prefix)
+        .env("BENCH_SUFFIX", suffix)
+        .env("BENCH_BODY", body)
+        .env("BENCH_TOKEN", token)
+        .output()
+        .expect("run wrk (apt install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let number = |prefix: &str| -> Option<String> {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .and_then(|l| l.trim_start()[prefix.len()..].split_whitespace().next())
+            .map(str::to_owned)
+    };
+    let rps = number("Requests/sec:").and_then(|v| v.parse().ok());
+    let Some(rps) = rps else {
+        panic!(
+            "wrk printed no rate:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p99_ms = number("99%").map_or(f64::NAN, |v| {
+        let (num, factor) = if let Some(n) = v.strip_suffix("us") {
+            (n, 0.001)
+        } else if let Some(n) = v.strip_suffix("ms") {
+            (n, 1.0)
+        } else if let Some(n) = v.strip_suffix('s') {
+            (n, 1000.0)
+        } else {
+            (v.as_str(), f64::NAN)
+        };
+        num.parse::<f64>().unwrap_or(f64::NAN) * factor
+    });
+    let errors = number("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Load {
+        rps,
+        p99_ms,
+        errors,
+    }
+}
+
+fn report(what: &str, value: f64, unit: &str, baseline: &str, base: f64, target: &str) {
+    println!(
+        "{what:<44} {value:>12.1} {unit:<9} | {baseline:<34} {base:>12.1} | ratio {:>7.2} | target {target}",
+        value / base
+    );
+}
+
+/// A ledger with an owner `bench`, whose id is returned.
+fn new_ledger(path: &Path) -> (tokio::runtime::Runtime, Ledger, OwnerId) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Store::open(path, StoreOptions::default()).unwrap();
+    let keyring = Keyring::open(KeySource::File(path.with_file_name("master.key"))).unwrap();
+    let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(keyring));
+    let owner = rt.block_on(ledger.create_owner("bench", PASSWORD)).unwrap();
+    (rt, ledger, owner)
+}
+
+/// Appends, straight through the store, `users` users with `per_user` John Deere-style
+/// credentials each, `checks` health-check rounds per credential (checked, status, rotated
+/// tokens) and `exchanges` recorded exchanges per credential. Returns the user ids.
+fn seed(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    owner: OwnerId,
+    users: u64,
+    checks: u64,
+    exchanges: u64,
+) -> Vec<UserId> {
+    let now = SystemClock.now();
+    let provider = Provider::JohnDeere;
+    let mut ids = Vec::with_capacity(users as usize);
+    let mut appends = Vec::new();
+    let mut side = SideWrites::default();
+    let mut pending = 0;
+    for n in 0..users {
+        let user_id = UserId::new();
+        ids.push(user_id);
+        let credential_id = CredentialId::new();
+        let mut events = vec![
+            DomainEvent::UserCreated {
+                user_id,
+                owner_id: owner,
+                profile: UserProfile {
+                    name: Some(format!("Grower {n}")),
+                    email: Some(format!("grower{n}@example.com")),
+                    ..UserProfile::default()
+                },
+                created_at: now,
+            },
+            DomainEvent::CredentialCreated {
+                user_id,
+                credential_id,
+                provider,
+                fields: serde_json::from_value(serde_json::json!({
+                    "clientKey": "client-key", "clientSecret": "v1:sealed-secret-placeholder",
+                    "refreshToken": "v1:sealed-refresh-placeholder", "clientEnvironment": "PRODUCTION"
+                }))
+                .unwrap(),
+                created_at: now,
+            },
+        ];
+        for round in 0..checks {
+            events.push(DomainEvent::CredentialTokensRotated {
+                user_id,
+                credential_id,
+                provider,
+                tokens: IssuedTokens {
+                    access_token: format!("v1:sealed-access-{round}"),
+                    refresh_token: Some(format!("v1:sealed-refresh-{round}")),
+                    expires_at: Some(now),
+                    scopes: vec!["ag1".into(), "eq1".into()],
+                },
+            });
+            events.push(DomainEvent::CredentialStatusChanged {
+                user_id,
+                credential_id,
+                provider,
+                status: if round % 2 == 0 {
+                    CredentialStatus::TemporarilyUnavailable
+                } else {
+                    CredentialStatus::Ok
+                },
+                reason: None,
+            });
+            events.push(DomainEvent::CredentialChecked {
+                user_id,
+                credential_id,
+                provider,
+                next_check_at: Some(now),
+                consecutive_failures: 0,
+            });
+        }
+        let mut log = Vec::new();
+        for k in 0..exchanges {
+            let exchange_id = ExchangeId::new();
+            let recorded_at = now.minus(chrono::Duration::minutes(k as i64));
+            side.contents.push(ExchangeContent {
+                exchange_id,
+                credential_id,
+                recorded_at,
+                headers: r#"{"content-type":"application/json","cache-control":"no-store"}"#.into(),
+                body: r#"{"access_token":"[redacted]","token_type":"bearer","expires_in":43199,"scope":"ag1 eq1"}"#.into(),
+            });
+            log.push(DomainEvent::ProviderExchangeRecorded {
+                exchange: ExchangeMeta {
+                    exchange_id,
+                    user_id,
+                    credential_id,
+                    provider,
+                    request_method: "POST".into(),
+                    request_url:
+                        "https://signin.johndeere.com/oauth2/aus78tnlaysMraFhC1t7/v1/token".into(),
+                    status_code: 200,
+                    recorded_at,
+                },
+            });
+        }
+        pending += events.len() + log.len();
+        appends.push(StreamAppend {
+            stream_id: format!("user:{user_id}"),
+            expected_version: 0,
+            owner_id: Some(owner),
+            events,
+        });
+        if !log.is_empty() {
+            appends.push(StreamAppend {
+                stream_id: format!("exchanges:{credential_id}"),
+                expected_version: 0,
+                owner_id: Some(owner),
+                events: log,
+            });
+        }
+        if pending >= 20_000 || n + 1 == users {
+            rt.block_on(store.append_with(
+                std::mem::take(&mut appends),
+                std::mem::take(&mut side),
+                now,
+            ))
+            .unwrap();
+            pending = 0;
+        }
+    }
+    ids
+}
+
+fn raw_scan(path: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT position, stream_id, version, event_type, payload, owner_id, recorded_at FROM events ORDER BY position")
+        .unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().unwrap() {
+        let payload: String = row.get(4).unwrap();
+        let stream: String = row.get(1).unwrap();
+        bytes += payload.len() + stream.len();
+        n += 1;
+    }
+    std::hint::black_box(bytes);
+    n
+}
+
+fn events_in(path: &Path) -> u64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and `cargo test --benches` probe harness-less benches
+    }
+    let seconds = env_or("BENCH_SECONDS", 8);
+    let target_events = env_or("BENCH_EVENTS", 1_000_000);
+    let credentials = env_or("BENCH_CREDENTIALS", 100_000);
+    let exchanges = env_or("BENCH_EXCHANGES", 10_000_000);
+    let root: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("credential-ledger performance, {cpus} cores, {CONNECTIONS} wrk connections, {seconds} s per load");
+    println!();
+    let mut peak_rss: f64 = 0.0;
+
+    let read_users: Vec<String>;
+    // 1. Group commit: durable credential creates, one fsync per request vs batched.
+    {
+        let db = root.join("writes/ledger.sqlite");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let (rt, ledger, owner) = new_ledger(&db);
+        let users: Vec<String> = seed(&rt, ledger.store(), owner, 200_000, 0, 0)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        drop(ledger);
+        drop(rt);
+        let mut run = |batch: &str, ids: &[String]| {
+            let (server, _) = Server::start(&db, &["--write-batch", batch]);
+            let token = server.login();
+            let load = wrk(
+                &root,
+                &server.base,
+                &token,
+                "POST",
+                "/services/usermanagement/api/users/",
+                ids,
+                "/john-deere-credentials",
+                CREDENTIAL_BODY,
+                CONNECTIONS,
+                seconds,
+            );
+            peak_rss = peak_rss.max(server.peak_rss_mib());
+            load
+        };
+        read_users = users[..1000].to_vec();
+        let (first, second) = users[1000..].split_at((users.len() - 1000) / 2);
+        let single = run("1", first);
+        let grouped = run("256", second);
+        report(
+            "credential POST, group commit (req/s)",
+            grouped.rps,
+            "req/s",
+            "one commit per request (req/s)",
+            single.rps,
+            ">= 10",
+        );
+        println!(
+            "    non-2xx answers: {} grouped, {} one-per-request",
+            grouped.errors, single.errors
+        );
+    }
+
+    // 2. Read path: GET of a credential vs the server's own /health.
+    {
+        let db = root.join("writes/ledger.sqlite");
+        let (server, _) = Server::start(&db, &[]);
+        let token = server.login();
+        let client = reqwest::blocking::Client::new();
+        let with_credentials: Vec<String> = read_users
+            .iter()
+            .map(|user| {
+                let answer = client
+                    .post(format!(
+                        "{}/services/usermanagement/api/users/{user}/john-deere-credentials",
+                        server.base
+                    ))
+                    .bearer_auth(&token)
+                    .header("Content-Type", "application/json")
+                    .body(CREDENTIAL_BODY)
+                    .send()
+                    .unwrap();
+                assert!(answer.status().is_success(), "{}", answer.status());
+                user.clone()
+            })
+            .collect();
+        assert!(!with_credentials.is_empty(), "no credentials to read");
+        let health = wrk(
+            &root,
+            &server.base,
+            &token,
+            "GET",
+            "/health",
+            &[String::new()],
+            "",
+            "",
+            CONNECTIONS,
+            seconds,
+        );
+        let get = wrk(
+            &root,
+            &server.base,
+            &token,
+            "GET",
+            "/services/usermanagement/api/users/",
+            &with_credentials,
+            "/john-deere-credentials",
+            "",
+            CONNECTIONS,
+            seconds,
+        );
+        report(
+            "credential GET (req/s)",
+            get.rps,
+            "req/s",
+            "GET /health (req/s)",
+            health.rps,
+            ">= 0.6",
+        );
+        println!(
+            "    non-2xx answers: {} credential GET, {} health",
+            get.errors, health.errors
+        );
+        peak_rss = peak_rss.max(server.peak_rss_mib());
+    }
+
+    // 3. Replay: rebuild vs a raw scan of the events table; startup on a large ledger.
+    {
+        let db = root.join("replay/ledger.sqlite");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let (rt, ledger, owner) = new_ledger(&db);
+        // 2 user events + 3 per check round + 5 exchanges per user: 22 events a user.
+        seed(&rt, ledger.store(), owner, target_events.div_ceil(22), 5, 5);
+        let total = events_in(&db);
+        let started = Instant::now();
+        let rebuilt = rt.block_on(ledger.store().rebuild(|_, _| ())).unwrap();
+        let rebuild = started.elapsed();
+        drop(ledger);
+        drop(rt);
+        let started = Instant::now();
+        let scanned = raw_scan(&db);
+        let scan = started.elapsed();
+        assert_eq!((rebuilt, scanned), (total, total));
+        let rebuild_rate = total as f64 / rebuild.as_secs_f64();
+        let scan_rate = total as f64 / scan.as_secs_f64();
+        report(
+            &format!("rebuild of {total} events (events/s)"),
+            rebuild_rate,
+            "events/s",
+            "raw scan of events (events/s)",
+            scan_rate,
+            ">= 0.3, and >= 500k/s",
+        );
+
+        let empty = root.join("empty/ledger.sqlite");
+        std::fs::create_dir_all(empty.parent().unwrap()).unwrap();
+        let (rt, ledger, _) = new_ledger(&empty);
+        drop(ledger);
+        drop(rt);
+        let (_, empty_start) = Server::start(&empty, &[]);
+        let (_, full_start) = Server::start(&db, &[]);
+        report(
+            &format!("startup to /health 200, {total} events (ms)"),
+            full_start.as_secs_f64() * 1000.0,
+            "ms",
+            "startup, empty ledger (ms)",
+            empty_start.as_secs_f64() * 1000.0,
+            "< 200 ms",
+        );
+    }
+
+    // 4. The exchange log at scale: /events latency.
+    {
+        let db = root.join("exchanges/ledger.sqlite");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let (rt, ledger, owner) = new_ledger(&db);
+        let per_credential = (exchanges / credentials).max(1);
+        let started = Instant::now();
+        let users: Vec<String> = seed(&rt, ledger.store(), owner, credentials, 0, per_credential)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        let seeded = started.elapsed();
+        drop(ledger);
+        drop(rt);
+        let rows: u64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM provider_exchanges", [], |r| r.get(0))
+            .unwrap();
+        println!(
+            "    seeded {rows} exchange rows over {credentials} credentials in {:.0} s",
+            seeded.as_secs_f64()
+        );
+        let (server, start) = Server::start(&db, &[]);
+        let token = server.login();
+        let mut sample = users.clone();
+        // Spread over the whole table: every 7th user, in a scrambled order.
+        sample.retain(|u| u.as_bytes()[7] % 7 == 0);
+        let health = wrk(
+            &root,
+            &server.base,
+            &token,
+            "GET",
+            "/health",
+            &[String::new()],
+            "",
+            "",
+            16,
+            seconds,
+        );
+        let events = wrk(
+            &root,
+            &server.base,
+            &token,
+            "GET",
+            "/services/usermanagement/api/users/",
+            &sample,
+            "/john-deere-credentials/events",
+            "",
+            16,
+            seconds,
+        );
+        report(
+            &format!("/events p99, {rows} rows, 16 conns (ms)"),
+            events.p99_ms,
+            "ms",
+            "/health p99, 16 conns (ms)",
+            health.p99_ms,
+            "< 5 ms",
+        );
+        println!(
+            "    /events {:.0} req/s ({} non-2xx, {per_credential} exchanges per answer); startup on {} events: {:.0} ms",
+            events.rps, events.errors, events_in(&db), start.as_secs_f64() * 1000.0
+        );
+        peak_rss = peak_rss.max(server.peak_rss_mib());
+    }
+
+    println!(
+        "{:<44} {peak_rss:>12.1} MiB       | target < 64 MiB",
+        "server peak RSS under load"
+    );
+    let _ = std::io::stdout().flush();
+    let _ = std::fs::remove_dir_all(&root);
+}
