@@ -42,7 +42,13 @@ pub struct Ledger {
     keyring: Arc<Keyring>,
     checks_wanted: Arc<tokio::sync::Notify>,
     mask_secrets: bool,
+    /// Token hash → (owner, expiry) of tokens already authenticated. Exact: tokens are only
+    /// ever issued, never changed or revoked, and the expiry is checked on every use.
+    tokens: Arc<std::sync::Mutex<std::collections::HashMap<String, (OwnerId, Timestamp)>>>,
 }
+
+/// Most tokens remembered by `authenticate` before it starts afresh.
+const TOKEN_CACHE_SIZE: usize = 10_000;
 
 impl Ledger {
     pub fn new(store: Store, clock: Arc<dyn Clock>, keyring: Arc<Keyring>) -> Self {
@@ -52,6 +58,7 @@ impl Ledger {
             keyring,
             checks_wanted: Arc::new(tokio::sync::Notify::new()),
             mask_secrets: false,
+            tokens: Arc::default(),
         }
     }
 
@@ -461,10 +468,29 @@ impl Ledger {
     pub async fn authenticate(&self, token: &str) -> Result<Option<OwnerId>, LedgerError> {
         let hash = token_hash(token);
         let now = self.now();
-        Ok(self
+        let cached = self.token_cache().get(&hash).copied();
+        if let Some((owner, expires_at)) = cached {
+            return Ok((now < expires_at).then_some(owner));
+        }
+        let key = hash.clone();
+        let found = self
             .store
-            .read(move |conn| views::owner_by_token(conn, &hash, now))
-            .await?)
+            .read(move |conn| views::owner_by_token(conn, &key, now))
+            .await?;
+        if let Some((owner, expires_at)) = found {
+            let mut cache = self.token_cache();
+            if cache.len() >= TOKEN_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(hash, (owner, expires_at));
+        }
+        Ok(found.map(|(owner, _)| owner))
+    }
+
+    fn token_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (OwnerId, Timestamp)>> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn owner_state(&self, stream_id: &str) -> Result<(OwnerState, u64), LedgerError> {

@@ -13,7 +13,7 @@ macro_rules! id {
 
         impl $name {
             pub fn new() -> Self {
-                Self(uuid::Uuid::new_v4())
+                Self(uuid::Uuid::now_v7())
             }
         }
 

@@ -162,6 +162,7 @@ impl Store {
         let readers = Arc::new(ReadPool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(READERS),
         });
         Ok(Store {
             writer,
@@ -207,6 +208,14 @@ impl Store {
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
+        // At most `permits` reads at once: a bounded set of connections (and page caches) and
+        // blocking threads, however many requests wait.
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the read pool is closed".into()))?;
         tokio::task::spawn_blocking(move || readers.with(query))
             .await
             .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
@@ -282,20 +291,12 @@ impl Store {
         mut progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<u64, StoreError> {
         self.write(move |tx| {
-            let total = ledger::last_position(tx)? as u64;
-            schema::drop_projections(tx)?;
-            schema::create_projections(tx)?;
-            let mut done = 0;
-            ledger::for_each_event(tx, 0, |event| {
-                projections::apply(tx, &event)?;
-                done += 1;
-                if done % 10_000 == 0 {
-                    progress(done, total);
-                }
-                Ok(())
-            })?;
-            progress(done, total);
-            Ok(done)
+            // A replay touches every projection page: give it a large page cache while it runs.
+            let cache: i64 = tx.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+            tx.pragma_update(None, "cache_size", REBUILD_CACHE_KIB)?;
+            let rebuilt = replay(tx, &mut progress);
+            tx.pragma_update(None, "cache_size", cache)?;
+            rebuilt
         })
         .await
     }
@@ -439,9 +440,34 @@ fn in_savepoint<T>(
     }
 }
 
+/// The page cache `rebuild` uses (negative: KiB), 256 MiB.
+const REBUILD_CACHE_KIB: i64 = -256 * 1024;
+
+/// Drops the projections and applies every event to fresh ones, inside the open transaction.
+fn replay(tx: &Connection, progress: &mut impl FnMut(u64, u64)) -> Result<u64, StoreError> {
+    let total = ledger::last_position(tx)? as u64;
+    schema::drop_projections(tx)?;
+    schema::create_projections(tx)?;
+    let mut done = 0;
+    ledger::for_each_event(tx, 0, |event| {
+        projections::apply(tx, &event)?;
+        done += 1;
+        if done % 10_000 == 0 {
+            progress(done, total);
+        }
+        Ok(())
+    })?;
+    progress(done, total);
+    Ok(done)
+}
+
+/// Read-only connections kept open; reads beyond this many wait for one.
+const READERS: usize = 4;
+
 struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
 impl ReadPool {

@@ -91,19 +91,22 @@ pub fn count_owners(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM owners", [], |r| r.get(0))?)
 }
 
-/// The owner holding this token hash, if the token has not expired at `now`.
+/// The owner holding this token hash, and the token's expiry, if it has not expired at `now`.
 pub fn owner_by_token(
     conn: &Connection,
     token_hash: &str,
     now: Timestamp,
-) -> Result<Option<OwnerId>, StoreError> {
-    let id: Option<String> = conn
+) -> Result<Option<(OwnerId, Timestamp)>, StoreError> {
+    let row: Option<(String, String)> = conn
         .prepare_cached(
-            "SELECT owner_id FROM owner_tokens WHERE token_hash = ?1 AND expires_at > ?2",
+            "SELECT owner_id, expires_at FROM owner_tokens WHERE token_hash = ?1 AND expires_at > ?2",
         )?
-        .query_row(params![token_hash, now.to_string()], |r| r.get(0))
+        .query_row(params![token_hash, now.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
-    id.map(|id| parse(id, "owner id")).transpose()
+    row.map(|(id, expires_at)| Ok((parse(id, "owner id")?, timestamp(expires_at)?)))
+        .transpose()
 }
 
 /// A credential's columns, with its wrapped data key.
