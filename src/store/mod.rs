@@ -119,7 +119,7 @@ impl Default for StoreOptions {
 
 /// What the writer has done so far.
 #[derive(Debug, Default)]
-pub struct WriterStats {
+struct WriterStats {
     /// Write jobs sent to the writer and not yet taken into a batch.
     queued: AtomicU64,
     /// Transactions committed (each one fsync with `synchronous=FULL`).
