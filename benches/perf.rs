@@ -208,6 +208,22 @@ fn wrk(
     }
 }
 
+/// wrk on the server's own `GET /health`: the baseline of the read figures.
+fn health_load(dir: &Path, base: &str, token: &str, connections: u32, seconds: u64) -> Load {
+    wrk(
+        dir,
+        base,
+        token,
+        "GET",
+        "/health",
+        &[String::new()],
+        "",
+        "",
+        connections,
+        seconds,
+    )
+}
+
 fn report(what: &str, value: f64, unit: &str, baseline: &str, base: f64, target: &str) {
     println!(
         "{what:<44} {value:>12.1} {unit:<9} | {baseline:<34} {base:>12.1} | ratio {:>7.2} | target {target}",
@@ -469,18 +485,7 @@ fn main() {
             })
             .collect();
         assert!(!with_credentials.is_empty(), "no credentials to read");
-        let health = wrk(
-            &root,
-            &server.base,
-            &token,
-            "GET",
-            "/health",
-            &[String::new()],
-            "",
-            "",
-            CONNECTIONS,
-            seconds,
-        );
+        let health = health_load(&root, &server.base, &token, CONNECTIONS, seconds);
         let get = wrk(
             &root,
             &server.base,
@@ -579,18 +584,7 @@ fn main() {
         let token = server.login();
         // Spread over the whole table: every 7th user.
         let sample: Vec<String> = users.iter().step_by(7).cloned().collect();
-        let health = wrk(
-            &root,
-            &server.base,
-            &token,
-            "GET",
-            "/health",
-            &[String::new()],
-            "",
-            "",
-            16,
-            seconds,
-        );
+        let health = health_load(&root, &server.base, &token, 16, seconds);
         let events = wrk(
             &root,
             &server.base,
@@ -623,18 +617,7 @@ fn main() {
             1,
             seconds,
         );
-        let health_alone = wrk(
-            &root,
-            &server.base,
-            &token,
-            "GET",
-            "/health",
-            &[String::new()],
-            "",
-            "",
-            1,
-            seconds,
-        );
+        let health_alone = health_load(&root, &server.base, &token, 1, seconds);
         report(
             &format!("/events p99, {rows} rows, 1 conn (ms)"),
             alone.p99_ms,
