@@ -584,19 +584,22 @@ fn main() {
         let token = server.login();
         // Spread over the whole table: every 7th user.
         let sample: Vec<String> = users.iter().step_by(7).cloned().collect();
+        let events_load = |connections| {
+            wrk(
+                &root,
+                &server.base,
+                &token,
+                "GET",
+                "/services/usermanagement/api/users/",
+                &sample,
+                "/john-deere-credentials/events",
+                "",
+                connections,
+                seconds,
+            )
+        };
         let health = health_load(&root, &server.base, &token, 16, seconds);
-        let events = wrk(
-            &root,
-            &server.base,
-            &token,
-            "GET",
-            "/services/usermanagement/api/users/",
-            &sample,
-            "/john-deere-credentials/events",
-            "",
-            16,
-            seconds,
-        );
+        let events = events_load(16);
         report(
             &format!("/events p99, {rows} rows, 16 conns (ms)"),
             events.p99_ms,
@@ -605,18 +608,7 @@ fn main() {
             health.p99_ms,
             "< 5 ms",
         );
-        let alone = wrk(
-            &root,
-            &server.base,
-            &token,
-            "GET",
-            "/services/usermanagement/api/users/",
-            &sample,
-            "/john-deere-credentials/events",
-            "",
-            1,
-            seconds,
-        );
+        let alone = events_load(1);
         let health_alone = health_load(&root, &server.base, &token, 1, seconds);
         report(
             &format!("/events p99, {rows} rows, 1 conn (ms)"),

@@ -290,15 +290,7 @@ impl Store {
         &self,
         mut progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<u64, StoreError> {
-        self.write(move |tx| {
-            // A replay touches every projection page: give it a large page cache while it runs.
-            let cache: i64 = tx.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-            tx.pragma_update(None, "cache_size", REBUILD_CACHE_KIB)?;
-            let rebuilt = replay(tx, &mut progress);
-            tx.pragma_update(None, "cache_size", cache)?;
-            rebuilt
-        })
-        .await
+        self.write(move |tx| replay(tx, &mut progress)).await
     }
 
     /// Deletes exchange contents (and their log rows) recorded before `cutoff`. Events stay.
@@ -384,18 +376,11 @@ fn run_writer(
             tracing::error!(%error, jobs = size, "cannot begin a write transaction");
             continue;
         }
+        // Once SQLite has rolled the whole transaction back (disk full, I/O error), later jobs
+        // must not run outside it: they are dropped, which answers them as dropped above.
         let completions: Vec<Completion> = batch
             .into_iter()
-            .map(|job| {
-                if conn.is_autocommit() {
-                    // SQLite rolled the whole transaction back (disk full, I/O error): this job
-                    // must not run outside it, and nothing before it will be committed.
-                    let _ = job;
-                    Box::new(|_| ()) as Completion
-                } else {
-                    job(conn)
-                }
-            })
+            .filter_map(|job| (!conn.is_autocommit()).then(|| job(conn)))
             .collect();
         let committed = if conn.is_autocommit() {
             Err(StoreError::Unavailable(
@@ -439,9 +424,6 @@ fn in_savepoint<T>(
         }
     }
 }
-
-/// The page cache `rebuild` uses (negative: KiB), 256 MiB.
-const REBUILD_CACHE_KIB: i64 = -256 * 1024;
 
 /// Drops the projections and applies every event to fresh ones, inside the open transaction.
 fn replay(tx: &Connection, progress: &mut impl FnMut(u64, u64)) -> Result<u64, StoreError> {
