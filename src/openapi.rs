@@ -127,11 +127,31 @@ fn flatten_all_of(schema: &mut Value, schemas: &Value) {
     }
 }
 
+/// utoipa puts a nullable reference's description inside its `oneOf`, where Swagger UI and the
+/// client generators do not look: lift it to the property.
+fn lift_nullable_descriptions(schema: &mut Value) {
+    for property in schema["properties"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        let description = property["oneOf"]
+            .as_array_mut()
+            .and_then(|choices| choices.first_mut())
+            .and_then(Value::as_object_mut)
+            .and_then(|reference| reference.remove("description"));
+        if let Some(description) = description {
+            property["description"] = description;
+        }
+    }
+}
+
 impl Modify for Constraints {
     fn modify(&self, openapi: &mut Document) {
         let Ok(mut doc) = serde_json::to_value(&*openapi) else {
             return;
         };
+        lift_nullable_descriptions(&mut doc["components"]["schemas"]["UserCredentialsRequest"]);
         let schemas = doc["components"]["schemas"].clone();
         let all = &mut doc["components"]["schemas"];
         for provider in Provider::ALL {

@@ -99,7 +99,6 @@ macro_rules! declare_providers {
             $(
                 #[serde(rename = $object, default, skip_serializing_if = "Option::is_none")]
                 /// Credentials for this provider, to attach with the new user.
-                #[schema(nullable = false)]
                 pub $module: Option<$Req>,
             )*
         }
@@ -236,7 +235,7 @@ macro_rules! declare_providers {
                     request: HttpRequest,
                     body: JsonBody,
                 ) -> Result<HttpResponse, ApiError> {
-                    let create_only = endpoints::create_only(&request);
+                    let create_only = endpoints::create_only(&request)?;
                     let view =
                         endpoints::save(&ledger, owner, user, &SPEC, body, create_only).await?;
                     Ok(HttpResponse::Created().json(endpoints::body::<$Resp>(&view)?))

@@ -79,13 +79,17 @@ pub fn body<R: DeserializeOwned>(view: &CredentialView) -> Result<R, ApiError> {
     })
 }
 
-/// Whether the request asked to create only (`If-None-Match: *`).
-pub fn create_only(request: &HttpRequest) -> bool {
-    request
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "*")
+/// Whether the request asked to create only (`If-None-Match: *`). No entity tags are issued, so
+/// any other value is a client mistake.
+pub fn create_only(request: &HttpRequest) -> Result<bool, ApiError> {
+    let mut values = request.headers().get_all(header::IF_NONE_MATCH);
+    match (values.next(), values.next()) {
+        (None, _) => Ok(false),
+        (Some(value), None) if value.to_str().is_ok_and(|v| v.trim() == "*") => Ok(true),
+        _ => Err(ApiError::BadRequest(
+            "`If-None-Match` may only be `*` (create only, never replace)".into(),
+        )),
+    }
 }
 
 fn no_credential(provider: Provider) -> ApiError {

@@ -124,13 +124,21 @@ pub struct ListUsersParams {
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
-    /// Only users with exactly this email.
+    /// Only users with exactly this email (at most 256 characters).
+    #[param(max_length = 256)]
     pub email: Option<String>,
-    /// Only users with exactly this name.
+    /// Only users with exactly this name (at most 256 characters).
+    #[param(max_length = 256)]
     pub name: Option<String>,
-    /// Only users with exactly this external id.
+    /// Only users with exactly this external id (at most 256 characters).
+    #[param(max_length = 256)]
     pub external_id: Option<String>,
 }
+
+/// The longest filter value, in characters. The filters are repeated in the four links of the
+/// `Link` header, percent-encoded: this keeps that header under the 64 KiB line that common
+/// HTTP clients accept.
+const MAX_FILTER_CHARS: usize = 256;
 
 /// An example user holding John Deere credentials.
 pub fn example_user() -> Value {
@@ -288,12 +296,31 @@ pub async fn list_users(
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page.unwrap_or(0);
     let size = params.size.unwrap_or(i64::from(DEFAULT_PAGE_SIZE));
-    let page = u32::try_from(page)
-        .map_err(|_| ApiError::BadRequest("`page` must be a whole number from 0".into()))?;
+    // The documented range is that of a Java int, as on Leaf.
+    let page = i32::try_from(page)
+        .ok()
+        .and_then(|p| u32::try_from(p).ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest("`page` must be a whole number from 0 to 2147483647".into())
+        })?;
     let size = u32::try_from(size)
         .ok()
         .filter(|s| (1..=MAX_PAGE_SIZE).contains(s))
         .ok_or_else(|| ApiError::BadRequest(format!("`size` must be from 1 to {MAX_PAGE_SIZE}")))?;
+    for (name, value) in [
+        ("email", &params.email),
+        ("name", &params.name),
+        ("externalId", &params.external_id),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() > MAX_FILTER_CHARS)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "`{name}` may be at most {MAX_FILTER_CHARS} characters"
+            )));
+        }
+    }
     let query = UserQuery {
         email: params.email,
         name: params.name,

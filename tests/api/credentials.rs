@@ -83,6 +83,26 @@ async fn posting_again_replaces_the_credentials_unless_create_only() {
 }
 
 #[tokio::test]
+async fn if_none_match_other_than_a_star_is_a_400_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let before = app.event_count();
+    for (slug, _, body) in providers() {
+        for value in ["AAA", "\"etag\"", "*, \"etag\""] {
+            let refused = app
+                .post_credentials_if_none_match(&user, slug, &body, value)
+                .await;
+            let problem = problem(refused, 400).await;
+            if slug == "john-deere-credentials" && value == "AAA" {
+                snapshot!("if_none_match_not_star", problem);
+            }
+        }
+        problem(app.get_credentials(&user, slug).await, 404).await;
+    }
+    assert_eq!(app.event_count(), before);
+}
+
+#[tokio::test]
 async fn missing_or_wrong_fields_are_listed_and_nothing_is_written() {
     let app = spawn_app().await;
     let user = app.new_user().await;

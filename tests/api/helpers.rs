@@ -352,10 +352,21 @@ impl TestApp {
 
     /// POST with `If-None-Match: *` (create only).
     pub async fn create_credentials_only(&self, user: &str, slug: &str, body: &Value) -> Response {
+        self.post_credentials_if_none_match(user, slug, body, "*")
+            .await
+    }
+
+    pub async fn post_credentials_if_none_match(
+        &self,
+        user: &str,
+        slug: &str,
+        body: &Value,
+        if_none_match: &str,
+    ) -> Response {
         self.client
             .post(self.url(&Self::credential_path(user, slug)))
             .bearer_auth(&self.token)
-            .header("If-None-Match", "*")
+            .header("If-None-Match", if_none_match)
             .json(body)
             .send()
             .await

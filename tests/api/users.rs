@@ -56,6 +56,27 @@ async fn a_user_can_be_created_with_credentials_for_every_provider() {
 }
 
 #[tokio::test]
+async fn null_credentials_in_a_new_user_mean_none() {
+    let app = spawn_app().await;
+    let mut body = json!({"name": "Jane"});
+    for (_, object, _) in providers() {
+        body[object] = Value::Null;
+    }
+    let response = app.create_user(&body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let user: Value = response.json().await.unwrap();
+    for (slug, object, _) in providers() {
+        assert_eq!(user[object], Value::Null);
+        problem(
+            app.get_credentials(user["id"].as_str().unwrap(), slug)
+                .await,
+            404,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn an_invalid_user_lists_every_bad_field_and_writes_nothing() {
     let app = spawn_app().await;
     let before = app.event_count();
@@ -112,12 +133,50 @@ async fn users_are_listed_in_pages_with_total_and_links() {
 #[tokio::test]
 async fn bad_paging_is_a_400() {
     let app = spawn_app().await;
-    for query in ["?size=0", "?size=101", "?page=-1", "?page=abc", "?size=2.5"] {
+    let long = "a".repeat(257);
+    for query in [
+        "?size=0",
+        "?size=101",
+        "?page=-1",
+        "?page=abc",
+        "?page=2147483648",
+        "?size=2.5",
+        &format!("?name={long}"),
+        &format!("?externalId={long}"),
+    ] {
         let body = problem(app.list_users(query).await, 400).await;
         if query == "?size=101" {
             snapshot!("list_users_bad_size", body);
         }
     }
+}
+
+#[tokio::test]
+async fn the_longest_filters_keep_the_link_header_readable_by_common_clients() {
+    let app = spawn_app().await;
+    // 256 four-byte characters, each 12 bytes once percent-encoded, in all three filters.
+    let value = "\u{1F33E}".repeat(256);
+    for _ in 0..3 {
+        let created = app
+            .create_user(&json!({"name": value, "email": value, "externalId": value}))
+            .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+    let filters = serde_urlencoded::to_string([
+        ("page", "1"),
+        ("size", "1"),
+        ("name", &value),
+        ("email", &value),
+        ("externalId", &value),
+    ])
+    .unwrap();
+    let response = app.list_users(&format!("?{filters}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert_eq!(link.matches("rel=").count(), 4, "next, prev, last and first");
+    assert!(link.len() < 64 * 1024, "Link header of {} bytes", link.len());
+    let users: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(users.len(), 1);
 }
 
 #[tokio::test]
