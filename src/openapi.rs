@@ -65,6 +65,7 @@ where
         .split_for_parts();
     // After collection: the request schemas exist only once the handlers are registered.
     Constraints.modify(&mut document);
+    Links.modify(&mut document);
     (app, document)
 }
 
@@ -189,5 +190,62 @@ impl Modify for Constraints {
         }
         // Only this function's edits can fail to parse back: a bug that every test would hit.
         *openapi = serde_json::from_value(doc).expect("the constrained document is still OpenAPI");
+    }
+}
+
+/// OpenAPI links from a new user to what can be done with it next: reading, updating and
+/// deleting it, and attaching each provider's credentials. Swagger UI shows them, and stateful
+/// fuzzers follow them. (A credential's answer holds no user id to link on: with links through
+/// `$request.path.leafUserId`, schemathesis 4.32.5 followed none of the links at all.)
+struct Links;
+
+impl Links {
+    fn operation_id(doc: &Value, path: &str, method: &str) -> String {
+        doc["paths"][path][method]["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has an operationId"))
+            .to_owned()
+    }
+
+    fn link(operation_id: String, description: &str, parameters: Option<(&str, &str)>) -> Value {
+        // utoipa reads `parameters` back only when present, even empty.
+        let parameters = parameters.map_or(json!({}), |(name, value)| json!({name: value}));
+        json!({"operationId": operation_id, "description": description, "parameters": parameters})
+    }
+}
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut Document) {
+        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        let users = &format!("{}/users", crate::api::BASE);
+        let user = format!("{users}/{{id}}");
+        let new_user = ("id", "$response.body#/id");
+        let mut from_user = json!({
+            "GetUser": Self::link(Self::operation_id(&doc, &user, "get"), "Read the new user", Some(new_user)),
+            "DeleteUser": Self::link(Self::operation_id(&doc, &user, "delete"), "Delete the new user", Some(new_user)),
+        });
+        let mut update = Self::link(
+            Self::operation_id(&doc, users, "put"),
+            "Update the new user (its id goes in the body)",
+            None,
+        );
+        update["requestBody"] = json!({"id": "$response.body#/id"});
+        from_user["UpdateUser"] = update;
+        for provider in Provider::ALL {
+            let spec = provider.spec();
+            let credentials = format!("{users}/{{leafUserId}}/{}", spec.slug);
+            let object = spec.object_name;
+            let name = object[..1].to_uppercase() + &object[1..];
+            from_user[format!("Create{name}")] = Self::link(
+                Self::operation_id(&doc, &credentials, "post"),
+                &format!("Attach {} credentials to the new user", spec.name),
+                Some(("leafUserId", "$response.body#/id")),
+            );
+        }
+        doc["paths"][users]["post"]["responses"]["201"]["links"] = from_user;
+        // Only this function's edits can fail to parse back: a bug that every test would hit.
+        *openapi = serde_json::from_value(doc).expect("the linked document is still OpenAPI");
     }
 }

@@ -173,8 +173,16 @@ async fn the_longest_filters_keep_the_link_header_readable_by_common_clients() {
     let response = app.list_users(&format!("?{filters}")).await;
     assert_eq!(response.status(), StatusCode::OK);
     let link = response.headers()["link"].to_str().unwrap().to_owned();
-    assert_eq!(link.matches("rel=").count(), 4, "next, prev, last and first");
-    assert!(link.len() < 64 * 1024, "Link header of {} bytes", link.len());
+    assert_eq!(
+        link.matches("rel=").count(),
+        4,
+        "next, prev, last and first"
+    );
+    assert!(
+        link.len() < 64 * 1024,
+        "Link header of {} bytes",
+        link.len()
+    );
     let users: Vec<Value> = response.json().await.unwrap();
     assert_eq!(users.len(), 1);
 }
