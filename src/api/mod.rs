@@ -76,12 +76,39 @@ pub async fn not_routed(
     })
 }
 
+/// Most request headers accepted, and most bytes in all of them together (names and values).
+/// Over either: 431 problem+json before any handler runs. actix-web's own parser answers a bare
+/// 431 (no body) only beyond its limits: more than 96 headers, or a head over its buffer.
+pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+fn oversized_headers(request: &ServiceRequest) -> Option<ApiError> {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES).then(|| {
+        ApiError::Other(
+            actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request headers are limited to {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes \
+                 (this request: {} headers, {bytes} bytes)",
+                headers.len()
+            ),
+        )
+    })
+}
+
 /// Makes every error response, ours or the framework's, problem+json with the request path.
 pub async fn problem_details(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let path = request.path().to_owned();
+    if let Some(error) = oversized_headers(&request) {
+        return Ok(request.into_response(error.render(Some(&path))));
+    }
     let response = match next.call(request).await {
         Ok(response) => response,
         // Only a middleware fails this way; actix renders the error with `ApiError`'s

@@ -365,18 +365,44 @@ async fn deeply_nested_or_oversized_json_is_a_clear_4xx() {
             .contains("recursion limit"),
         "{problem}"
     );
+    assert_eq!(app.event_count(), before);
+}
+
+#[tokio::test]
+async fn huge_or_too_many_headers_are_a_431_problem_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let before = app.event_count();
+    let user = json!({"name": "Jane"});
     let huge_header = app
         .client
-        .get(app.url(&path))
+        .post(app.url(&format!("{}/users", crate::helpers::BASE)))
         .bearer_auth(&app.token)
         .header("X-Padding", "x".repeat(64 * 1024))
+        .json(&user)
         .send()
         .await
         .unwrap();
-    assert!(
-        huge_header.status().is_client_error(),
-        "{}",
-        huge_header.status()
-    );
+    let problem = crate::helpers::problem(huge_header, 431).await;
+    crate::snapshot!("huge_header", problem);
+    let mut many = app
+        .client
+        .post(app.url(&format!("{}/users", crate::helpers::BASE)))
+        .bearer_auth(&app.token);
+    for n in 0..80 {
+        many = many.header(format!("X-Header-{n}"), "v");
+    }
+    let many = many.json(&user).send().await.unwrap();
+    crate::helpers::problem(many, 431).await;
     assert_eq!(app.event_count(), before);
+    // Just under the limits the same request is served.
+    let fine = app
+        .client
+        .post(app.url(&format!("{}/users", crate::helpers::BASE)))
+        .bearer_auth(&app.token)
+        .header("X-Padding", "x".repeat(8 * 1024))
+        .json(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), StatusCode::CREATED);
 }
