@@ -168,9 +168,11 @@ impl DomainEvent {
         }
     }
 
-    /// Rebuilds an event from its stored type and payload.
-    pub fn from_stored(event_type: &str, payload: Value) -> serde_json::Result<Self> {
-        serde_json::from_value(serde_json::json!({"type": event_type, "data": payload}))
+    /// Rebuilds an event from its stored type and payload (JSON text). The tag comes first, so
+    /// serde reads the payload straight into the event, with no intermediate `Value`.
+    pub fn from_stored(event_type: &str, payload: &str) -> serde_json::Result<Self> {
+        let event_type = serde_json::to_string(event_type)?;
+        serde_json::from_str(&format!(r#"{{"type":{event_type},"data":{payload}}}"#))
     }
 }
 
@@ -187,7 +189,8 @@ mod tests {
             status: CredentialStatus::Unauthenticated,
             reason: Some("invalid_grant".into()),
         };
-        let back = DomainEvent::from_stored(event.event_type(), event.payload()).unwrap();
+        let back =
+            DomainEvent::from_stored(event.event_type(), &event.payload().to_string()).unwrap();
         assert_eq!(back, event);
         assert_eq!(event.payload()["status"], "UNAUTHENTICATED");
     }

@@ -1,10 +1,9 @@
 //! Leaf's timestamps (`yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'`, UTC, microseconds) and the clock.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Mutex;
 
-const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
 /// A UTC instant with microsecond precision, written as Leaf writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
@@ -37,7 +36,8 @@ impl Timestamp {
 
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0.format(FORMAT))
+        // `yyyy-MM-ddTHH:mm:ss.SSSSSSZ`, without parsing a format string on every call.
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
     }
 }
 

@@ -118,8 +118,7 @@ fn raw_event(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
 fn decode(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
     let (position, stream_id, version, event_type, payload, owner_id, recorded_at) = raw;
     let corrupt = |what: &str| StoreError::Corrupt(format!("event {position}: {what}"));
-    let payload = serde_json::from_str(&payload).map_err(|_| corrupt("payload is not JSON"))?;
-    let event = DomainEvent::from_stored(&event_type, payload)
+    let event = DomainEvent::from_stored(&event_type, &payload)
         .map_err(|e| corrupt(&format!("cannot decode {event_type}: {e}")))?;
     let owner_id = owner_id
         .map(|o| o.parse::<OwnerId>())

@@ -43,6 +43,14 @@ pub const PROJECTION_TABLES: &[&str] = &[
     "owners",
 ];
 
+/// The secondary indexes of the projection tables (in `PROJECTIONS`).
+const PROJECTION_INDEXES: &[&str] = &[
+    "users_by_owner",
+    "credentials_due",
+    "exchanges_by_credential",
+    "exchanges_by_user",
+];
+
 const PROJECTIONS: &str = r#"
 CREATE TABLE IF NOT EXISTS owners (
     id            TEXT PRIMARY KEY,
@@ -130,9 +138,23 @@ pub fn create_projections(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(PROJECTIONS)
 }
 
-pub fn drop_projections(conn: &Connection) -> rusqlite::Result<()> {
+/// Renames the projection tables to `<table>_replaced` (dropping their secondary indexes, whose
+/// names the new tables reuse), so that new projections can be built beside them.
+pub fn set_projections_aside(conn: &Connection) -> rusqlite::Result<()> {
+    for index in PROJECTION_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {index};"))?;
+    }
     for table in PROJECTION_TABLES {
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS {table};"))?;
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {table}_replaced; ALTER TABLE {table} RENAME TO {table}_replaced;"
+        ))?;
+    }
+    Ok(())
+}
+
+pub fn drop_projections_set_aside(conn: &Connection) -> rusqlite::Result<()> {
+    for table in PROJECTION_TABLES {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {table}_replaced;"))?;
     }
     Ok(())
 }
