@@ -34,7 +34,7 @@ pub fn append_events(
     }
     let mut position = last_position(tx)?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO events (position, stream_id, version, event_type, payload, owner_id, recorded_at)
+        "INSERT OR FAIL INTO events (position, stream_id, version, event_type, payload, owner_id, recorded_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut recorded = Vec::with_capacity(append.events.len());

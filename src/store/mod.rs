@@ -242,12 +242,12 @@ impl Store {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.write(move |tx| {
             for key in &side.data_keys {
-                tx.prepare_cached("INSERT INTO data_keys (credential_id, key_id, wrapped) VALUES (?1, ?2, ?3)")?
+                tx.prepare_cached("INSERT OR FAIL INTO data_keys (credential_id, key_id, wrapped) VALUES (?1, ?2, ?3)")?
                     .execute(rusqlite::params![key.credential_id.to_string(), key.key_id, key.wrapped])?;
             }
             for content in &side.contents {
                 tx.prepare_cached(
-                    "INSERT INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
+                    "INSERT OR FAIL INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(rusqlite::params![
