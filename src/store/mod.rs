@@ -410,10 +410,10 @@ fn in_savepoint<T>(
     conn: &Connection,
     job: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    run(conn, "SAVEPOINT job")?;
     match job(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE job")?;
+            run(conn, "RELEASE job")?;
             Ok(value)
         }
         Err(error) => {
@@ -446,6 +446,13 @@ fn replay(tx: &Connection, progress: &mut impl FnMut(u64, u64)) -> Result<u64, S
     Ok(done)
 }
 
+/// Runs a statement that is run often (transaction control) from the statement cache, rather
+/// than parsing it again each time as `execute_batch` does.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 /// Read-only connections kept open; reads beyond this many wait for one.
 const READERS: usize = 4;
 
@@ -469,14 +476,15 @@ impl ReadPool {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn.set_prepared_statement_cache_capacity(schema::STATEMENT_CACHE);
                 conn
             }
         };
         // A read sees one consistent snapshot: a user and its credentials come from the same commit.
         let result = (|| {
-            conn.execute_batch("BEGIN")?;
+            run(&conn, "BEGIN")?;
             let out = query(&conn);
-            conn.execute_batch("COMMIT")?;
+            run(&conn, "COMMIT")?;
             out
         })();
         if result.is_ok() || conn.is_autocommit() {

@@ -13,8 +13,14 @@ pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
+
+/// Prepared statements kept per connection: more than the writer and a reader use (rusqlite's
+/// default of 16 is fewer than the projections alone, so a replay would prepare them again and
+/// again).
+pub const STATEMENT_CACHE: usize = 64;
 
 const LEDGER: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
