@@ -207,14 +207,20 @@ pub async fn events(
     user: LeafUserId,
     provider: Provider,
 ) -> Result<Vec<ProviderEvent>, ApiError> {
-    let credential = get(ledger, owner, user, provider).await?;
+    let (Owner(owner), LeafUserId(user)) = (owner, user);
     let since = ledger
         .now()
         .minus(chrono::Duration::days(EVENTS_WINDOW_DAYS));
+    // One read: the credential and its log come from the same snapshot.
     let exchanges = ledger
         .store()
-        .read(move |conn| views::exchanges_of(conn, credential.id, since))
-        .await?;
+        .read(move |conn| {
+            views::credential_of(conn, owner, user, provider)?
+                .map(|credential| views::exchanges_of(conn, credential.id, since))
+                .transpose()
+        })
+        .await?
+        .ok_or_else(|| no_credential(provider))?;
     Ok(exchanges
         .into_iter()
         .map(|x| ProviderEvent {

@@ -4,7 +4,6 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Mutex;
 
-
 /// A UTC instant with microsecond precision, written as Leaf writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
 #[schema(value_type = String, format = DateTime, example = "2026-11-22T14:03:07.123456Z")]

@@ -442,6 +442,17 @@ impl TestApp {
             .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
             .unwrap()
     }
+
+    /// The type of every event in the ledger, in order.
+    pub fn event_types(&self) -> Vec<String> {
+        self.sqlite()
+            .prepare("SELECT event_type FROM events ORDER BY position")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
 }
 
 /// Asserts a response is problem+json with `status` and returns its body.

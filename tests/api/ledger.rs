@@ -1,5 +1,6 @@
-use crate::helpers::{providers, spawn_app};
-use credential_ledger::domain::user::UserCommand;
+use crate::helpers::{providers, spawn_app, TestApp};
+use credential_ledger::domain::event::IssuedTokens;
+use credential_ledger::domain::user::{CheckResult, UserCommand};
 use credential_ledger::domain::{CredentialStatus, Provider, UserId};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -70,6 +71,52 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         .await
         .unwrap();
     assert_eq!(status["status"], "UNAUTHENTICATED");
+    // The health worker's events: a check that rotated tokens, then a check asked for.
+    let john_deere: Value = app
+        .get_credentials(&users[2], "john-deere-credentials")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rotated = CheckResult {
+        status: CredentialStatus::Ok,
+        tokens: Some(IssuedTokens {
+            access_token: "rotated-access".into(),
+            refresh_token: Some("rotated-refresh".into()),
+            expires_at: Some(app.ledger.now().plus(chrono::Duration::hours(1))),
+            scopes: vec!["ag1".into()],
+        }),
+        reason: "refreshed".into(),
+    };
+    app.ledger
+        .record_check(
+            users[2].parse().unwrap(),
+            john_deere["id"].as_str().unwrap().parse().unwrap(),
+            Provider::JohnDeere,
+            rotated,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let asked = app
+        .client
+        .post(app.url(&format!(
+            "{}/check",
+            TestApp::credential_path(&users[2], "john-deere-credentials")
+        )))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let types = app.event_types();
+    for kind in [
+        "CredentialTokensRotated",
+        "CredentialChecked",
+        "CredentialCheckRequested",
+    ] {
+        assert!(types.iter().any(|t| t == kind), "{kind} in {types:?}");
+    }
 
     let live = crate::projections::dump(&app.database);
     assert!(
