@@ -433,14 +433,18 @@ fn replay(tx: &Connection, progress: &mut impl FnMut(u64, u64)) -> Result<u64, S
     schema::set_projections_aside(tx)?;
     schema::create_projections(tx)?;
     let mut done = 0;
+    // Credential rows stay in memory until the end: most events change one, and an UPDATE per
+    // event would cost more than everything else the replay does.
+    let mut credentials = projections::InMemory::default();
     ledger::for_each_event(tx, 0, |event| {
-        projections::apply(tx, &event)?;
+        projections::apply_to(tx, &mut credentials, &event)?;
         done += 1;
         if done % 10_000 == 0 {
             progress(done, total);
         }
         Ok(())
     })?;
+    credentials.flush(tx)?;
     schema::drop_projections_set_aside(tx)?;
     progress(done, total);
     Ok(done)

@@ -5,13 +5,26 @@
 //! default `ABORT` it copies every page a statement changes to a temp file first: 1.5 GB of
 //! writes for a rebuild of 300k events.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{Map, Value};
 
 use super::{RecordedEvent, StoreError};
+use crate::domain::event::IssuedTokens;
 use crate::domain::{CredentialStatus, DomainEvent};
 
 /// Applies one recorded event to every projection table.
 pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreError> {
+    apply_to(conn, &mut InTable, recorded)
+}
+
+/// Applies one recorded event, with the `credentials` rows kept by `credentials`.
+pub fn apply_to(
+    conn: &Connection,
+    credentials: &mut impl Credentials,
+    recorded: &RecordedEvent,
+) -> Result<(), StoreError> {
     use DomainEvent as E;
     match &recorded.event {
         E::OwnerCreated {
@@ -82,18 +95,9 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
         }
         E::UserDeleted { user_id } => {
             let id = user_id.to_string();
-            conn.prepare_cached(
-                "DELETE FROM exchange_contents WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = ?1)",
-            )?
-            .execute([&id])?;
-            conn.prepare_cached(
-                "DELETE FROM data_keys WHERE credential_id IN (SELECT id FROM credentials WHERE user_id = ?1)",
-            )?
-            .execute([&id])?;
-            conn.prepare_cached("DELETE FROM provider_exchanges WHERE user_id = ?1")?
-                .execute([&id])?;
-            conn.prepare_cached("DELETE FROM credentials WHERE user_id = ?1")?
-                .execute([&id])?;
+            for credential in credentials.ids_of_user(conn, &id)? {
+                delete_credential(conn, credentials, &credential)?;
+            }
             conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
                 .execute([&id])?;
         }
@@ -106,6 +110,7 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
         } => {
             insert_credential(
                 conn,
+                credentials,
                 recorded,
                 user_id,
                 credential_id,
@@ -122,9 +127,10 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
             fields,
             created_at,
         } => {
-            delete_credential(conn, &replaced_credential_id.to_string())?;
+            delete_credential(conn, credentials, &replaced_credential_id.to_string())?;
             insert_credential(
                 conn,
+                credentials,
                 recorded,
                 user_id,
                 credential_id,
@@ -134,34 +140,21 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
             )?;
         }
         E::CredentialDeleted { credential_id, .. } => {
-            delete_credential(conn, &credential_id.to_string())?;
+            delete_credential(conn, credentials, &credential_id.to_string())?;
         }
         E::CredentialStatusChanged {
             credential_id,
             status,
             ..
         } => {
-            conn.prepare_cached("UPDATE OR FAIL credentials SET status = ?2 WHERE id = ?1")?
-                .execute(params![credential_id.to_string(), status.as_str()])?;
+            credentials.update(conn, &credential_id.to_string(), Change::Status(*status))?;
         }
         E::CredentialTokensRotated {
             credential_id,
             tokens,
             ..
         } => {
-            let id = credential_id.to_string();
-            let fields: Option<String> = conn
-                .prepare_cached("SELECT fields FROM credentials WHERE id = ?1")?
-                .query_row([&id], |r| r.get(0))
-                .optional()?;
-            if let Some(fields) = fields {
-                let mut fields: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&fields)
-                        .map_err(|_| StoreError::Corrupt(format!("fields of credential {id}")))?;
-                crate::domain::user::apply_tokens(&mut fields, tokens);
-                conn.prepare_cached("UPDATE OR FAIL credentials SET fields = ?2 WHERE id = ?1")?
-                    .execute(params![id, serde_json::Value::Object(fields).to_string()])?;
-            }
+            credentials.update(conn, &credential_id.to_string(), Change::Tokens(tokens))?;
         }
         E::CredentialChecked {
             credential_id,
@@ -169,30 +162,35 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
             consecutive_failures,
             ..
         } => {
-            conn.prepare_cached(
-                "UPDATE OR FAIL credentials SET next_check_at = ?2, consecutive_failures = ?3 WHERE id = ?1",
-            )?
-            .execute(params![
-                credential_id.to_string(),
-                next_check_at.map(|t| t.to_string()),
-                consecutive_failures
-            ])?;
+            credentials.update(
+                conn,
+                &credential_id.to_string(),
+                Change::Checked {
+                    next_check_at: next_check_at.map(|t| t.to_string()),
+                    consecutive_failures: *consecutive_failures,
+                },
+            )?;
         }
         E::CredentialCheckRequested {
             credential_id, at, ..
         } => {
-            conn.prepare_cached("UPDATE OR FAIL credentials SET next_check_at = ?2 WHERE id = ?1")?
-                .execute(params![credential_id.to_string(), at.to_string()])?;
+            credentials.update(
+                conn,
+                &credential_id.to_string(),
+                Change::CheckRequested(at.to_string()),
+            )?;
         }
         E::ProviderExchangeRecorded { exchange: x } => {
             // Shown only while its credential lives and its contents are retained; the ledger
             // keeps the fact either way.
+            if !credentials.exists(conn, &x.credential_id.to_string())? {
+                return Ok(());
+            }
             conn.prepare_cached(
                 "INSERT OR FAIL INTO provider_exchanges
                    (id, credential_id, user_id, request_method, request_url, status_code, recorded_at)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-                 WHERE EXISTS (SELECT 1 FROM credentials WHERE id = ?2)
-                   AND EXISTS (SELECT 1 FROM exchange_contents WHERE exchange_id = ?1)",
+                 WHERE EXISTS (SELECT 1 FROM exchange_contents WHERE exchange_id = ?1)",
             )?
             .execute(params![
                 x.exchange_id.to_string(),
@@ -208,35 +206,42 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn insert_credential(
     conn: &Connection,
+    credentials: &mut impl Credentials,
     recorded: &RecordedEvent,
     user_id: &crate::domain::UserId,
     credential_id: &crate::domain::CredentialId,
     provider: crate::domain::Provider,
-    fields: &serde_json::Map<String, serde_json::Value>,
+    fields: &Map<String, Value>,
     created_at: &crate::domain::Timestamp,
 ) -> Result<(), StoreError> {
     let owner_id = recorded
         .owner_id
         .ok_or_else(|| StoreError::Corrupt(format!("event {} has no owner", recorded.position)))?;
-    conn.prepare_cached(
-        "INSERT OR FAIL INTO credentials (id, user_id, owner_id, provider, status, fields, created_at, next_check_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-    )?
-    .execute(params![
-        credential_id.to_string(),
-        user_id.to_string(),
-        owner_id.to_string(),
-        provider.key(),
-        CredentialStatus::Ok.as_str(),
-        serde_json::Value::Object(fields.clone()).to_string(),
-        created_at.to_string(),
-    ])?;
-    Ok(())
+    let created_at = created_at.to_string();
+    credentials.insert(
+        conn,
+        CredentialRow {
+            id: credential_id.to_string(),
+            user_id: user_id.to_string(),
+            owner_id: owner_id.to_string(),
+            provider: provider.key(),
+            status: CredentialStatus::Ok,
+            fields: fields.clone(),
+            next_check_at: Some(created_at.clone()),
+            created_at,
+            consecutive_failures: 0,
+        },
+    )
 }
 
-fn delete_credential(conn: &Connection, credential_id: &str) -> Result<(), StoreError> {
+fn delete_credential(
+    conn: &Connection,
+    credentials: &mut impl Credentials,
+    credential_id: &str,
+) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
         .execute([credential_id])?;
     // Crypto-shredding: without its data key the credential's secrets in the ledger are noise.
@@ -245,7 +250,208 @@ fn delete_credential(conn: &Connection, credential_id: &str) -> Result<(), Store
     // A deleted credential's log is never shown again: reclaim its contents now.
     conn.prepare_cached("DELETE FROM exchange_contents WHERE credential_id = ?1")?
         .execute([credential_id])?;
-    conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?
-        .execute([credential_id])?;
-    Ok(())
+    credentials.remove(conn, credential_id)
+}
+
+/// One row of the `credentials` table.
+pub struct CredentialRow {
+    id: String,
+    user_id: String,
+    owner_id: String,
+    provider: &'static str,
+    status: CredentialStatus,
+    fields: Map<String, Value>,
+    created_at: String,
+    next_check_at: Option<String>,
+    consecutive_failures: u32,
+}
+
+/// A change to one credential row.
+pub enum Change<'a> {
+    Status(CredentialStatus),
+    Tokens(&'a IssuedTokens),
+    Checked {
+        next_check_at: Option<String>,
+        consecutive_failures: u32,
+    },
+    CheckRequested(String),
+}
+
+impl CredentialRow {
+    fn change(&mut self, change: Change<'_>) {
+        match change {
+            Change::Status(status) => self.status = status,
+            Change::Tokens(tokens) => crate::domain::user::apply_tokens(&mut self.fields, tokens),
+            Change::Checked {
+                next_check_at,
+                consecutive_failures,
+            } => {
+                self.next_check_at = next_check_at;
+                self.consecutive_failures = consecutive_failures;
+            }
+            Change::CheckRequested(at) => self.next_check_at = Some(at),
+        }
+    }
+
+    fn insert_into(&self, conn: &Connection) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "INSERT OR FAIL INTO credentials (id, user_id, owner_id, provider, status, fields,
+               created_at, next_check_at, consecutive_failures)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            self.id,
+            self.user_id,
+            self.owner_id,
+            self.provider,
+            self.status.as_str(),
+            Value::Object(self.fields.clone()).to_string(),
+            self.created_at,
+            self.next_check_at,
+            self.consecutive_failures,
+        ])?;
+        Ok(())
+    }
+}
+
+/// Where `apply_to` keeps the rows of the `credentials` table: the table itself ([`InTable`],
+/// for every append), or memory until the end of a replay ([`InMemory`]), where most events
+/// change a credential already written and an UPDATE per event would dominate.
+pub trait Credentials {
+    fn insert(&mut self, conn: &Connection, row: CredentialRow) -> Result<(), StoreError>;
+    fn remove(&mut self, conn: &Connection, id: &str) -> Result<(), StoreError>;
+    fn update(&mut self, conn: &Connection, id: &str, change: Change<'_>)
+        -> Result<(), StoreError>;
+    fn exists(&mut self, conn: &Connection, id: &str) -> Result<bool, StoreError>;
+    fn ids_of_user(&mut self, conn: &Connection, user: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// The `credentials` table.
+pub struct InTable;
+
+impl Credentials for InTable {
+    fn insert(&mut self, conn: &Connection, row: CredentialRow) -> Result<(), StoreError> {
+        row.insert_into(conn)
+    }
+
+    fn remove(&mut self, conn: &Connection, id: &str) -> Result<(), StoreError> {
+        conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    fn update(
+        &mut self,
+        conn: &Connection,
+        id: &str,
+        change: Change<'_>,
+    ) -> Result<(), StoreError> {
+        match change {
+            Change::Status(status) => {
+                conn.prepare_cached("UPDATE OR FAIL credentials SET status = ?2 WHERE id = ?1")?
+                    .execute(params![id, status.as_str()])?;
+            }
+            Change::Tokens(tokens) => {
+                let fields: Option<String> = conn
+                    .prepare_cached("SELECT fields FROM credentials WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?;
+                if let Some(fields) = fields {
+                    let mut fields: Map<String, Value> = serde_json::from_str(&fields)
+                        .map_err(|_| StoreError::Corrupt(format!("fields of credential {id}")))?;
+                    crate::domain::user::apply_tokens(&mut fields, tokens);
+                    conn.prepare_cached(
+                        "UPDATE OR FAIL credentials SET fields = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![id, Value::Object(fields).to_string()])?;
+                }
+            }
+            Change::Checked {
+                next_check_at,
+                consecutive_failures,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE OR FAIL credentials SET next_check_at = ?2, consecutive_failures = ?3
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, next_check_at, consecutive_failures])?;
+            }
+            Change::CheckRequested(at) => {
+                conn.prepare_cached(
+                    "UPDATE OR FAIL credentials SET next_check_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id, at])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn exists(&mut self, conn: &Connection, id: &str) -> Result<bool, StoreError> {
+        Ok(conn
+            .prepare_cached("SELECT 1 FROM credentials WHERE id = ?1")?
+            .exists([id])?)
+    }
+
+    fn ids_of_user(&mut self, conn: &Connection, user: &str) -> Result<Vec<String>, StoreError> {
+        Ok(conn
+            .prepare_cached("SELECT id FROM credentials WHERE user_id = ?1")?
+            .query_map([user], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Credential rows held in memory during a replay, written to the table by [`InMemory::flush`].
+#[derive(Default)]
+pub struct InMemory {
+    rows: HashMap<String, CredentialRow>,
+    by_user: HashMap<String, Vec<String>>,
+}
+
+impl InMemory {
+    /// Writes every row to the (empty) `credentials` table.
+    pub fn flush(self, conn: &Connection) -> Result<(), StoreError> {
+        let mut rows: Vec<_> = self.rows.into_values().collect();
+        rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        rows.iter().try_for_each(|row| row.insert_into(conn))
+    }
+}
+
+impl Credentials for InMemory {
+    fn insert(&mut self, _: &Connection, row: CredentialRow) -> Result<(), StoreError> {
+        self.by_user
+            .entry(row.user_id.clone())
+            .or_default()
+            .push(row.id.clone());
+        if let Some(old) = self.rows.insert(row.id.clone(), row) {
+            return Err(StoreError::Corrupt(format!(
+                "credential {} created twice",
+                old.id
+            )));
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, _: &Connection, id: &str) -> Result<(), StoreError> {
+        if let Some(row) = self.rows.remove(id) {
+            if let Some(ids) = self.by_user.get_mut(&row.user_id) {
+                ids.retain(|other| other != id);
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, _: &Connection, id: &str, change: Change<'_>) -> Result<(), StoreError> {
+        if let Some(row) = self.rows.get_mut(id) {
+            row.change(change);
+        }
+        Ok(())
+    }
+
+    fn exists(&mut self, _: &Connection, id: &str) -> Result<bool, StoreError> {
+        Ok(self.rows.contains_key(id))
+    }
+
+    fn ids_of_user(&mut self, _: &Connection, user: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.by_user.get(user).cloned().unwrap_or_default())
+    }
 }
