@@ -72,16 +72,16 @@ pub fn read_stream(conn: &Connection, stream_id: &str) -> Result<Vec<RecordedEve
     rows.map(|row| decode(row?)).collect()
 }
 
-/// Calls `apply` on every event from position `after + 1` on, in order.
-pub fn for_each_event(
+/// Calls `apply` on every event up to position `last`, in order.
+pub fn for_each_event_until(
     conn: &Connection,
-    after: i64,
+    last: i64,
     mut apply: impl FnMut(RecordedEvent) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position"
+        "SELECT {COLUMNS} FROM events WHERE position <= ?1 ORDER BY position"
     ))?;
-    let mut rows = stmt.query([after])?;
+    let mut rows = stmt.query([last])?;
     let mut count = 0;
     while let Some(row) = rows.next()? {
         apply(decode(raw_event(row)?)?)?;

@@ -290,7 +290,8 @@ impl Store {
         &self,
         mut progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<u64, StoreError> {
-        self.write(move |tx| replay(tx, &mut progress)).await
+        let path = self.readers.path.clone();
+        self.write(move |tx| replay(tx, &path, &mut progress)).await
     }
 
     /// Deletes exchange contents (and their log rows) recorded before `cutoff`. Events stay.
@@ -425,28 +426,72 @@ fn in_savepoint<T>(
     }
 }
 
+/// Events handed from the reading thread of a replay to the applying one at a time.
+const REPLAY_BATCH: usize = 1024;
+
 /// Drops the projections and applies every event to fresh ones, inside the open transaction.
-fn replay(tx: &Connection, progress: &mut impl FnMut(u64, u64)) -> Result<u64, StoreError> {
-    let total = ledger::last_position(tx)? as u64;
+/// A second thread reads and decodes the events (through its own read-only connection: the
+/// open transaction holds the write lock, so no event is appended meanwhile) while this one
+/// applies them, so the two halves of the work run on two cores.
+fn replay(
+    tx: &Connection,
+    path: &Path,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<u64, StoreError> {
+    let total = ledger::last_position(tx)?;
     // The new projections are built beside the old ones, which are dropped only at the end, so
     // that new rows go to new pages rather than into freed ones (20% faster).
     schema::set_projections_aside(tx)?;
     schema::create_projections(tx)?;
-    let mut done = 0;
     // Credential rows stay in memory until the end: most events change one, and an UPDATE per
     // event would cost more than everything else the replay does.
     let mut credentials = projections::InMemory::default();
-    ledger::for_each_event(tx, 0, |event| {
-        projections::apply_to(tx, &mut credentials, &event)?;
-        done += 1;
-        if done % 10_000 == 0 {
-            progress(done, total);
+    let mut done = 0;
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel(4);
+        scope.spawn(move || {
+            let read = || -> Result<(), StoreError> {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                let mut batch = Vec::with_capacity(REPLAY_BATCH);
+                ledger::for_each_event_until(&conn, total, |event| {
+                    batch.push(event);
+                    if batch.len() == REPLAY_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH));
+                        // The applying side stopped (it failed): nothing more to do.
+                        send.send(Ok(full))
+                            .map_err(|_| StoreError::Unavailable("replay stopped".into()))?;
+                    }
+                    Ok(())
+                })?;
+                let _ = send.send(Ok(batch));
+                Ok(())
+            };
+            if let Err(error) = read() {
+                let _ = send.send(Err(error));
+            }
+        });
+        for batch in receive {
+            for event in batch? {
+                projections::apply_to(tx, &mut credentials, &event)?;
+                done += 1;
+                if done % 10_000 == 0 {
+                    progress(done, total as u64);
+                }
+            }
         }
-        Ok(())
+        Ok::<_, StoreError>(())
     })?;
+    if done != total as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "replayed {done} events of {total}"
+        )));
+    }
     credentials.flush(tx)?;
     schema::drop_projections_set_aside(tx)?;
-    progress(done, total);
+    progress(done, total as u64);
     Ok(done)
 }
 
