@@ -298,8 +298,10 @@ impl Store {
     pub async fn purge_exchanges(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
         self.write(move |tx| {
             let cutoff = cutoff.to_string();
+            // Through the contents' age index: provider_exchanges has none on its own.
             tx.execute(
-                "DELETE FROM provider_exchanges WHERE recorded_at < ?1",
+                "DELETE FROM provider_exchanges WHERE id IN
+                   (SELECT exchange_id FROM exchange_contents WHERE recorded_at < ?1)",
                 [&cutoff],
             )?;
             let purged = tx.execute(

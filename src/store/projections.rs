@@ -305,7 +305,7 @@ impl CredentialRow {
             self.owner_id,
             self.provider,
             self.status.as_str(),
-            Value::Object(self.fields.clone()).to_string(),
+            serde_json::to_string(&self.fields).unwrap_or_default(),
             self.created_at,
             self.next_check_at,
             self.consecutive_failures,

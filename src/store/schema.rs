@@ -54,7 +54,6 @@ const PROJECTION_INDEXES: &[&str] = &[
     "users_by_owner",
     "credentials_due",
     "exchanges_by_credential",
-    "exchanges_by_user",
 ];
 
 const PROJECTIONS: &str = r#"
@@ -105,7 +104,8 @@ CREATE TABLE IF NOT EXISTS provider_exchanges (
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_credential
     ON provider_exchanges (credential_id, recorded_at DESC);
-CREATE INDEX IF NOT EXISTS exchanges_by_user ON provider_exchanges (user_id);
+-- Nothing looks exchanges up by user any more (a user's are deleted through its credentials).
+DROP INDEX IF EXISTS exchanges_by_user;
 "#;
 
 /// The redacted headers and bodies of provider exchanges. Not the ledger and not a projection:

@@ -476,6 +476,14 @@ async fn exchanges_older_than_30_days_are_hidden_then_reclaimed_and_the_ledger_k
     assert_eq!(shown.len(), 1, "older than 30 days: not shown");
     assert_ne!(shown[0]["id"], first);
     assert_eq!(recorded(&app), 2, "the ledger keeps both events");
+    let log_rows: i64 = app
+        .sqlite()
+        .query_row("SELECT COUNT(*) FROM provider_exchanges", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        log_rows, 1,
+        "the old exchange's log row is reclaimed with its contents"
+    );
 }
 
 #[tokio::test]
