@@ -2,7 +2,9 @@
 //! prints every figure of the performance targets beside its baseline from the same run, and
 //! the ratio. Scale with BENCH_SECONDS (per load phase, default 8), BENCH_EVENTS (ledger size
 //! for the replay phase, default 1 000 000), BENCH_CREDENTIALS and BENCH_EXCHANGES (the
-//! exchange-log phase, default 100 000 and 10 000 000). Needs `wrk` (apt install wrk).
+//! exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
+//! against another build of the server (to compare two versions on the same ledgers). Needs
+//! `wrk` (apt install wrk).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,12 @@ use credential_ledger::domain::{
 use credential_ledger::ledger::Ledger;
 use credential_ledger::store::{ExchangeContent, SideWrites, Store, StoreOptions, StreamAppend};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_credential-ledger");
+/// The server under test: this build, or `BENCH_SERVER`.
+fn server_binary() -> PathBuf {
+    std::env::var_os("BENCH_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_credential-ledger")))
+}
 const PASSWORD: &str = "bench-password-not-secret";
 const CONNECTIONS: u32 = 64;
 const CREDENTIAL_BODY: &str = r#"{"clientKey":"key","clientSecret":"secret","refreshToken":"refresh","clientEnvironment":"PRODUCTION"}"#;
@@ -46,7 +53,7 @@ impl Server {
             .unwrap()
             .port();
         let started = Instant::now();
-        let child = Command::new(SERVER)
+        let child = Command::new(server_binary())
             .args([
                 "serve",
                 "--bind",
