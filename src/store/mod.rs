@@ -444,7 +444,7 @@ fn replay(
     // The new projections are built beside the old ones, which are dropped only at the end, so
     // that new rows go to new pages rather than into freed ones (20% faster).
     schema::set_projections_aside(tx)?;
-    schema::create_projections(tx)?;
+    schema::create_projection_tables(tx)?;
     // Credential rows stay in memory until the end: most events change one, and an UPDATE per
     // event would cost more than everything else the replay does.
     let mut credentials = projections::InMemory::default();
@@ -491,7 +491,7 @@ fn replay(
             "replayed {done} events of {total}"
         )));
     }
-    credentials.flush(tx)?;
+    credentials.finish(tx)?;
     schema::drop_projections_set_aside(tx)?;
     progress(done, total as u64);
     Ok(done)

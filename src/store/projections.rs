@@ -242,8 +242,6 @@ fn delete_credential(
     credentials: &mut impl Credentials,
     credential_id: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
-        .execute([credential_id])?;
     // Crypto-shredding: without its data key the credential's secrets in the ledger are noise.
     conn.prepare_cached("DELETE FROM data_keys WHERE credential_id = ?1")?
         .execute([credential_id])?;
@@ -319,6 +317,7 @@ impl CredentialRow {
 /// change a credential already written and an UPDATE per event would dominate.
 pub trait Credentials {
     fn insert(&mut self, conn: &Connection, row: CredentialRow) -> Result<(), StoreError>;
+    /// Removes the row and its exchange log rows.
     fn remove(&mut self, conn: &Connection, id: &str) -> Result<(), StoreError>;
     fn update(&mut self, conn: &Connection, id: &str, change: Change<'_>)
         -> Result<(), StoreError>;
@@ -335,6 +334,8 @@ impl Credentials for InTable {
     }
 
     fn remove(&mut self, conn: &Connection, id: &str) -> Result<(), StoreError> {
+        conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
+            .execute([id])?;
         conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?
             .execute([id])?;
         Ok(())
@@ -400,7 +401,10 @@ impl Credentials for InTable {
     }
 }
 
-/// Credential rows held in memory during a replay, written to the table by [`InMemory::flush`].
+/// Credential rows held in memory during a replay into projection tables created without their
+/// secondary indexes; [`InMemory::finish`] writes them and completes the tables. Removing a
+/// credential needs no log rows deleted here: its exchange contents were deleted with it, so a
+/// replay logs none of its exchanges in the first place.
 #[derive(Default)]
 pub struct InMemory {
     rows: HashMap<String, CredentialRow>,
@@ -408,11 +412,12 @@ pub struct InMemory {
 }
 
 impl InMemory {
-    /// Writes every row to the (empty) `credentials` table.
-    pub fn flush(self, conn: &Connection) -> Result<(), StoreError> {
+    /// Writes every row to the (empty) `credentials` table and creates the secondary indexes.
+    pub fn finish(self, conn: &Connection) -> Result<(), StoreError> {
         let mut rows: Vec<_> = self.rows.into_values().collect();
         rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        rows.iter().try_for_each(|row| row.insert_into(conn))
+        rows.iter().try_for_each(|row| row.insert_into(conn))?;
+        Ok(super::schema::create_projection_indexes(conn)?)
     }
 }
 

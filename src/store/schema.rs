@@ -49,7 +49,7 @@ pub const PROJECTION_TABLES: &[&str] = &[
     "owners",
 ];
 
-/// The secondary indexes of the projection tables (in `PROJECTIONS`).
+/// The names of the secondary indexes in `PROJECTION_INDEX_SQL`.
 const PROJECTION_INDEXES: &[&str] = &[
     "users_by_owner",
     "credentials_due",
@@ -79,7 +79,6 @@ CREATE TABLE IF NOT EXISTS users (
     external_id TEXT,
     created_at  TEXT    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS users_by_owner ON users (owner_id, seq);
 CREATE TABLE IF NOT EXISTS credentials (
     id         TEXT PRIMARY KEY,
     user_id    TEXT NOT NULL,
@@ -92,7 +91,6 @@ CREATE TABLE IF NOT EXISTS credentials (
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user_id, provider)
 );
-CREATE INDEX IF NOT EXISTS credentials_due ON credentials (next_check_at) WHERE next_check_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS provider_exchanges (
     id             TEXT PRIMARY KEY,
     credential_id  TEXT    NOT NULL,
@@ -102,6 +100,13 @@ CREATE TABLE IF NOT EXISTS provider_exchanges (
     status_code    INTEGER NOT NULL,
     recorded_at    TEXT    NOT NULL
 );
+"#;
+
+/// The secondary indexes of the projection tables. A replay creates them after loading the rows
+/// (one sorted build each instead of an insert per row).
+const PROJECTION_INDEX_SQL: &str = r#"
+CREATE INDEX IF NOT EXISTS users_by_owner ON users (owner_id, seq);
+CREATE INDEX IF NOT EXISTS credentials_due ON credentials (next_check_at) WHERE next_check_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS exchanges_by_credential
     ON provider_exchanges (credential_id, recorded_at DESC);
 -- Nothing looks exchanges up by user any more (a user's are deleted through its credentials).
@@ -141,7 +146,17 @@ pub fn create_ledger(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub fn create_projections(conn: &Connection) -> rusqlite::Result<()> {
+    create_projection_tables(conn)?;
+    create_projection_indexes(conn)
+}
+
+/// The projection tables, without their secondary indexes.
+pub fn create_projection_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(PROJECTIONS)
+}
+
+pub fn create_projection_indexes(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(PROJECTION_INDEX_SQL)
 }
 
 /// Renames the projection tables to `<table>_replaced` (dropping their secondary indexes, whose

@@ -31,6 +31,22 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
     }
     let (slug, _, body) = providers().remove(1);
     app.post_credentials(&users[0], slug, &body).await; // replaced
+                                                        // An exchange logged for a credential that is then deleted: its log row goes with it.
+    let doomed: Value = app
+        .get_credentials(&users[1], "raven-credentials")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let logged = crate::helpers::exchange(
+        &users[1],
+        doomed["id"].as_str().unwrap(),
+        "raven-credentials",
+        200,
+        app.ledger.now(),
+        "{}",
+    );
+    app.ledger.record_exchange(logged).await.unwrap();
     app.delete_credentials(&users[1], "raven-credentials").await;
     app.update_user(&json!({"id": users[2], "name": "renamed"}))
         .await;
