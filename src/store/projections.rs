@@ -317,7 +317,7 @@ impl CredentialRow {
 /// change a credential already written and an UPDATE per event would dominate.
 pub trait Credentials {
     fn insert(&mut self, conn: &Connection, row: CredentialRow) -> Result<(), StoreError>;
-    /// Removes the row and its exchange log rows.
+    /// Removes the row (from the table, with its exchange log rows; see [`InMemory`]).
     fn remove(&mut self, conn: &Connection, id: &str) -> Result<(), StoreError>;
     fn update(&mut self, conn: &Connection, id: &str, change: Change<'_>)
         -> Result<(), StoreError>;
