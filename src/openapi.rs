@@ -188,6 +188,13 @@ impl Modify for Constraints {
                 }
             }
         }
+        // The user list's filters are bounded as `list_users` checks them.
+        let list = &mut doc["paths"][format!("{}/users", crate::api::BASE)]["get"];
+        for parameter in list["parameters"].as_array_mut().into_iter().flatten() {
+            if crate::api::users::FILTERS.contains(&parameter["name"].as_str().unwrap_or("")) {
+                parameter["schema"]["maxLength"] = json!(crate::api::users::MAX_FILTER_CHARS);
+            }
+        }
         // Only this function's edits can fail to parse back: a bug that every test would hit.
         *openapi = serde_json::from_value(doc).expect("the constrained document is still OpenAPI");
     }

@@ -125,20 +125,19 @@ pub struct ListUsersParams {
     #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
     /// Only users with exactly this email (at most 256 characters).
-    #[param(max_length = 256)]
     pub email: Option<String>,
     /// Only users with exactly this name (at most 256 characters).
-    #[param(max_length = 256)]
     pub name: Option<String>,
     /// Only users with exactly this external id (at most 256 characters).
-    #[param(max_length = 256)]
     pub external_id: Option<String>,
 }
 
-/// The longest filter value, in characters. The filters are repeated in the four links of the
-/// `Link` header, percent-encoded: this keeps that header under the 64 KiB line that common
-/// HTTP clients accept.
-const MAX_FILTER_CHARS: usize = 256;
+/// The longest filter value, in characters (also written into the OpenAPI document). The
+/// filters are repeated in the four links of the `Link` header, percent-encoded: this keeps that
+/// header under the 64 KiB line that common HTTP clients accept.
+pub const MAX_FILTER_CHARS: usize = 256;
+/// The user list's filters, by their query names.
+pub const FILTERS: [&str; 3] = ["email", "name", "externalId"];
 
 /// An example user holding John Deere credentials.
 pub fn example_user() -> Value {
@@ -307,11 +306,10 @@ pub async fn list_users(
         .ok()
         .filter(|s| (1..=MAX_PAGE_SIZE).contains(s))
         .ok_or_else(|| ApiError::BadRequest(format!("`size` must be from 1 to {MAX_PAGE_SIZE}")))?;
-    for (name, value) in [
-        ("email", &params.email),
-        ("name", &params.name),
-        ("externalId", &params.external_id),
-    ] {
+    for (name, value) in FILTERS
+        .into_iter()
+        .zip([&params.email, &params.name, &params.external_id])
+    {
         if value
             .as_ref()
             .is_some_and(|v| v.chars().count() > MAX_FILTER_CHARS)

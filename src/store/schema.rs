@@ -49,13 +49,6 @@ pub const PROJECTION_TABLES: &[&str] = &[
     "owners",
 ];
 
-/// The names of the secondary indexes in `PROJECTION_INDEX_SQL`.
-const PROJECTION_INDEXES: &[&str] = &[
-    "users_by_owner",
-    "credentials_due",
-    "exchanges_by_credential",
-];
-
 const PROJECTIONS: &str = r#"
 CREATE TABLE IF NOT EXISTS owners (
     id            TEXT PRIMARY KEY,
@@ -162,8 +155,18 @@ pub fn create_projection_indexes(conn: &Connection) -> rusqlite::Result<()> {
 /// Renames the projection tables to `<table>_replaced` (dropping their secondary indexes, whose
 /// names the new tables reuse), so that new projections can be built beside them.
 pub fn set_projections_aside(conn: &Connection) -> rusqlite::Result<()> {
-    for index in PROJECTION_INDEXES {
-        conn.execute_batch(&format!("DROP INDEX IF EXISTS {index};"))?;
+    for table in PROJECTION_TABLES {
+        // Declared indexes only: those SQLite made for a PRIMARY KEY or UNIQUE (no `sql`) go
+        // with their table.
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+            )?
+            .query_map([table], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for index in indexes {
+            conn.execute_batch(&format!("DROP INDEX \"{index}\";"))?;
+        }
     }
     for table in PROJECTION_TABLES {
         conn.execute_batch(&format!(
