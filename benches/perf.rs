@@ -3,7 +3,9 @@
 //! the ratio. Scale with BENCH_SECONDS (per load phase, default 8), BENCH_EVENTS (ledger size
 //! for the replay phase, default 1 000 000), BENCH_CREDENTIALS and BENCH_EXCHANGES (the
 //! exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
-//! against another build of the server (to compare two versions on the same ledgers). Needs
+//! against another build of the server (to compare two versions on the same ledgers).
+//! BENCH_PHASES picks phases (a comma list of writes, reads, replay, exchanges; reads needs
+//! writes), and BENCH_KEEP=1 keeps the ledgers under target/tmp/perf for a closer look. Needs
 //! `wrk` (apt install wrk).
 
 use std::io::Write;
@@ -419,10 +421,17 @@ fn main() {
     println!("credential-ledger performance, {cpus} cores, {CONNECTIONS} wrk connections, {seconds} s per load");
     println!();
     let mut peak_rss: f64 = 0.0;
+    let phases =
+        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "writes,reads,replay,exchanges".into());
+    let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    assert!(
+        phase("writes") || !phase("reads"),
+        "the reads phase reads what the writes phase wrote"
+    );
 
-    let read_users: Vec<String>;
+    let mut read_users: Vec<String> = Vec::new();
     // 1. Group commit: durable credential creates, one fsync per request vs batched.
-    {
+    if phase("writes") {
         let db = root.join("writes/ledger.sqlite");
         std::fs::create_dir_all(db.parent().unwrap()).unwrap();
         let (rt, ledger, owner) = new_ledger(&db);
@@ -469,7 +478,7 @@ fn main() {
     }
 
     // 2. Read path: GET of a credential vs the server's own /health.
-    {
+    if phase("reads") {
         let db = root.join("writes/ledger.sqlite");
         let (server, _) = Server::start(&db, &[]);
         let token = server.login();
@@ -521,7 +530,7 @@ fn main() {
     }
 
     // 3. Replay: rebuild vs a raw scan of the events table; startup on a large ledger.
-    {
+    if phase("replay") {
         let db = root.join("replay/ledger.sqlite");
         std::fs::create_dir_all(db.parent().unwrap()).unwrap();
         let (rt, ledger, owner) = new_ledger(&db);
@@ -566,7 +575,7 @@ fn main() {
     }
 
     // 4. The exchange log at scale: /events latency.
-    {
+    if phase("exchanges") {
         let db = root.join("exchanges/ledger.sqlite");
         std::fs::create_dir_all(db.parent().unwrap()).unwrap();
         let (rt, ledger, owner) = new_ledger(&db);
@@ -637,5 +646,9 @@ fn main() {
         "server peak RSS under load"
     );
     let _ = std::io::stdout().flush();
-    let _ = std::fs::remove_dir_all(&root);
+    if std::env::var("BENCH_KEEP").is_ok_and(|v| v == "1") {
+        println!("kept {}", root.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -100,8 +100,10 @@ CREATE TABLE IF NOT EXISTS provider_exchanges (
 const PROJECTION_INDEX_SQL: &str = r#"
 CREATE INDEX IF NOT EXISTS users_by_owner ON users (owner_id, seq);
 CREATE INDEX IF NOT EXISTS credentials_due ON credentials (next_check_at) WHERE next_check_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS exchanges_by_credential
-    ON provider_exchanges (credential_id, recorded_at DESC);
+-- In answer order, ties broken by id, so that `/events` reads it without sorting.
+DROP INDEX IF EXISTS exchanges_by_credential;
+CREATE INDEX IF NOT EXISTS exchanges_by_credential_newest
+    ON provider_exchanges (credential_id, recorded_at DESC, id DESC);
 -- Nothing looks exchanges up by user any more (a user's are deleted through its credentials).
 DROP INDEX IF EXISTS exchanges_by_user;
 "#;

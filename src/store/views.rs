@@ -1,5 +1,7 @@
 //! Reading the projections. Every query that touches a user or a credential is scoped by owner.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
@@ -258,36 +260,47 @@ pub fn users_of(
 }
 
 /// The credential's exchanges recorded at or after `since`, newest first.
+///
+/// Two range scans, each through an index on the credential, joined here: the log rows through
+/// `exchanges_by_credential` (already in answer order), their contents through
+/// `exchange_contents_by_credential`. A join in SQL would look each content up by its random
+/// exchange id instead, one B-tree probe per row into an index as large as the whole log.
 pub fn exchanges_of(
     conn: &Connection,
     credential: CredentialId,
     since: Timestamp,
 ) -> Result<Vec<ExchangeView>, StoreError> {
+    let (credential, since) = (credential.to_string(), since.to_string());
+    let mut contents = HashMap::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT x.id, x.status_code, c.headers, c.body, x.recorded_at
-         FROM provider_exchanges x JOIN exchange_contents c ON c.exchange_id = x.id
-         WHERE x.credential_id = ?1 AND x.recorded_at >= ?2 ORDER BY x.recorded_at DESC, x.id DESC",
+        "SELECT exchange_id, headers, body FROM exchange_contents
+         WHERE credential_id = ?1 AND recorded_at >= ?2",
     )?;
-    let rows = stmt.query_map(params![credential.to_string(), since.to_string()], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (id, status_code, headers, body, recorded_at) = row?;
-        Ok(ExchangeView {
+    let mut rows = stmt.query(params![credential, since])?;
+    while let Some(r) = rows.next()? {
+        contents.insert(r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?));
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, status_code, recorded_at FROM provider_exchanges
+         WHERE credential_id = ?1 AND recorded_at >= ?2 ORDER BY recorded_at DESC, id DESC",
+    )?;
+    let mut rows = stmt.query(params![credential, since])?;
+    let mut exchanges = Vec::with_capacity(contents.len());
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        // A log row without contents is not shown (as an inner join would not).
+        let Some((headers, body)) = contents.remove(&id) else {
+            continue;
+        };
+        exchanges.push(ExchangeView {
             id: parse(id, "exchange id")?,
-            status_code,
+            status_code: r.get(1)?,
             headers,
             body,
-            recorded_at: timestamp(recorded_at)?,
-        })
-    })
-    .collect()
+            recorded_at: timestamp(r.get::<_, String>(2)?)?,
+        });
+    }
+    Ok(exchanges)
 }
 
 /// A credential whose background check is due.
