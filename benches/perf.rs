@@ -253,9 +253,13 @@ fn new_ledger(path: &Path) -> (tokio::runtime::Runtime, Ledger, OwnerId) {
     (rt, ledger, owner)
 }
 
+/// Exchanges per credential written together while seeding the exchange log.
+const EXCHANGE_RUN: u64 = 10;
+
 /// Appends, straight through the store, `users` users with `per_user` John Deere-style
 /// credentials each, `checks` health-check rounds per credential (checked, status, rotated
-/// tokens) and `exchanges` recorded exchanges per credential. Returns the user ids.
+/// tokens) and `exchanges` recorded exchanges per credential, a minute apart and written in
+/// rounds over all credentials (see `EXCHANGE_RUN`). Returns the user ids.
 fn seed(
     rt: &tokio::runtime::Runtime,
     store: &Store,
@@ -270,6 +274,11 @@ fn seed(
     let mut appends = Vec::new();
     let mut side = SideWrites::default();
     let mut pending = 0;
+    let mut credentials = Vec::with_capacity(users as usize);
+    let flush = |appends: &mut Vec<StreamAppend>, side: &mut SideWrites| {
+        rt.block_on(store.append_with(std::mem::take(appends), std::mem::take(side), now))
+            .unwrap();
+    };
     for n in 0..users {
         let user_id = UserId::new();
         ids.push(user_id);
@@ -328,54 +337,61 @@ fn seed(
                 consecutive_failures: 0,
             });
         }
-        let mut log = Vec::new();
-        for k in 0..exchanges {
-            let exchange_id = ExchangeId::new();
-            let recorded_at = now.minus(chrono::Duration::minutes(k as i64));
-            side.contents.push(ExchangeContent {
-                exchange_id,
-                credential_id,
-                recorded_at,
-                headers: r#"{"content-type":"application/json","cache-control":"no-store"}"#.into(),
-                body: r#"{"access_token":"[redacted]","token_type":"bearer","expires_in":43199,"scope":"ag1 eq1"}"#.into(),
-            });
-            log.push(DomainEvent::ProviderExchangeRecorded {
-                exchange: ExchangeMeta {
-                    exchange_id,
-                    user_id,
-                    credential_id,
-                    provider,
-                    request_method: "POST".into(),
-                    request_url:
-                        "https://signin.johndeere.com/oauth2/aus78tnlaysMraFhC1t7/v1/token".into(),
-                    status_code: 200,
-                    recorded_at,
-                },
-            });
-        }
-        pending += events.len() + log.len();
+        pending += events.len();
         appends.push(StreamAppend {
             stream_id: format!("user:{user_id}"),
             expected_version: 0,
             owner_id: Some(owner),
             events,
         });
-        if !log.is_empty() {
+        credentials.push((user_id, credential_id));
+        if pending >= 20_000 || n + 1 == users {
+            flush(&mut appends, &mut side);
+            pending = 0;
+        }
+    }
+    // The exchange log much as a running service writes it: in rounds over every credential,
+    // oldest first, so that one credential's rows are spread over the whole table rather than
+    // side by side. Each round writes EXCHANGE_RUN exchanges per credential (one append each
+    // would take a quarter of an hour to seed 10M rows).
+    for first in (0..exchanges).step_by(EXCHANGE_RUN as usize) {
+        let rounds = first..(first + EXCHANGE_RUN).min(exchanges);
+        for (n, &(user_id, credential_id)) in credentials.iter().enumerate() {
+            let mut log = Vec::new();
+            for round in rounds.clone() {
+                let exchange_id = ExchangeId::new();
+                let recorded_at = now.minus(chrono::Duration::minutes((exchanges - round) as i64));
+                side.contents.push(ExchangeContent {
+                    exchange_id,
+                    credential_id,
+                    recorded_at,
+                    headers: r#"{"content-type":"application/json","cache-control":"no-store"}"#.into(),
+                    body: r#"{"access_token":"[redacted]","token_type":"bearer","expires_in":43199,"scope":"ag1 eq1"}"#.into(),
+                });
+                log.push(DomainEvent::ProviderExchangeRecorded {
+                    exchange: ExchangeMeta {
+                        exchange_id,
+                        user_id,
+                        credential_id,
+                        provider,
+                        request_method: "POST".into(),
+                        request_url:
+                            "https://signin.johndeere.com/oauth2/aus78tnlaysMraFhC1t7/v1/token"
+                                .into(),
+                        status_code: 200,
+                        recorded_at,
+                    },
+                });
+            }
             appends.push(StreamAppend {
                 stream_id: format!("exchanges:{credential_id}"),
-                expected_version: 0,
+                expected_version: first,
                 owner_id: Some(owner),
                 events: log,
             });
-        }
-        if pending >= 20_000 || n + 1 == users {
-            rt.block_on(store.append_with(
-                std::mem::take(&mut appends),
-                std::mem::take(&mut side),
-                now,
-            ))
-            .unwrap();
-            pending = 0;
+            if side.contents.len() >= 20_000 || n + 1 == credentials.len() {
+                flush(&mut appends, &mut side);
+            }
         }
     }
     ids

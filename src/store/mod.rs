@@ -692,4 +692,94 @@ mod tests {
         let after = store.writer_counts();
         assert_eq!(after.commits - before.commits, 6, "{after:?}");
     }
+
+    /// What SQLite plans to do for `sql`: one line per step.
+    fn query_plan(conn: &Connection, sql: &str) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(["credential", "2026-01-01"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn events_reads_one_credential_through_its_indexes_without_scanning_or_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        drop(Store::open(&path, StoreOptions::default()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(
+            query_plan(&conn, views::EXCHANGE_LOG_SINCE),
+            ["SEARCH provider_exchanges USING COVERING INDEX exchanges_for_events (credential_id=? AND recorded_at>?)"],
+        );
+        assert_eq!(
+            query_plan(&conn, views::EXCHANGE_CONTENTS_SINCE),
+            ["SEARCH exchange_contents USING PRIMARY KEY (credential_id=? AND recorded_at>?)"],
+        );
+    }
+
+    #[test]
+    fn exchange_contents_of_an_older_database_are_moved_into_the_clustered_table_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        // The layout before the contents were clustered by credential.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE exchange_contents (
+                 exchange_id   TEXT PRIMARY KEY,
+                 credential_id TEXT NOT NULL,
+                 recorded_at   TEXT NOT NULL,
+                 headers       TEXT NOT NULL,
+                 body          TEXT NOT NULL
+             );
+             CREATE INDEX exchange_contents_by_age ON exchange_contents (recorded_at);
+             CREATE INDEX exchange_contents_by_credential ON exchange_contents (credential_id);
+             INSERT INTO exchange_contents VALUES
+                 ('x1', 'c2', '2026-11-01T00:00:00Z', '{}', 'first'),
+                 ('x2', 'c1', '2026-11-02T00:00:00Z', '{\"a\":1}', 'second'),
+                 ('x3', 'c2', '2026-10-01T00:00:00Z', '{}', 'third');",
+        )
+        .unwrap();
+        drop(old);
+
+        drop(Store::open(&path, StoreOptions::default()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let rows: Vec<(String, String, String, String, String)> = conn
+            .prepare("SELECT credential_id, recorded_at, exchange_id, headers, body FROM exchange_contents")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let row = |c: &str, at: &str, x: &str, h: &str, b: &str| {
+            (
+                c.to_owned(),
+                at.to_owned(),
+                x.to_owned(),
+                h.to_owned(),
+                b.to_owned(),
+            )
+        };
+        // Every row kept, now in the table's key order: by credential, then time.
+        assert_eq!(
+            rows,
+            [
+                row("c1", "2026-11-02T00:00:00Z", "x2", "{\"a\":1}", "second"),
+                row("c2", "2026-10-01T00:00:00Z", "x3", "{}", "third"),
+                row("c2", "2026-11-01T00:00:00Z", "x1", "{}", "first"),
+            ]
+        );
+        let objects: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE tbl_name LIKE 'exchange_contents%' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(objects, ["exchange_contents", "exchange_contents_by_age"]);
+        // Opening again finds nothing to move.
+        drop(conn);
+        drop(Store::open(&path, StoreOptions::default()).unwrap());
+    }
 }

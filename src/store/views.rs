@@ -259,12 +259,22 @@ pub fn users_of(
     Ok((users, total))
 }
 
+/// A credential's exchange contents since a time (`?1`, `?2`), in no particular order.
+pub(crate) const EXCHANGE_CONTENTS_SINCE: &str =
+    "SELECT exchange_id, headers, body FROM exchange_contents
+     WHERE credential_id = ?1 AND recorded_at >= ?2";
+
+/// A credential's exchange log since a time (`?1`, `?2`), newest first.
+pub(crate) const EXCHANGE_LOG_SINCE: &str =
+    "SELECT id, status_code, recorded_at FROM provider_exchanges
+     WHERE credential_id = ?1 AND recorded_at >= ?2 ORDER BY recorded_at DESC, id DESC";
+
 /// The credential's exchanges recorded at or after `since`, newest first.
 ///
-/// Two range scans, each through an index on the credential, joined here: the log rows through
-/// `exchanges_by_credential` (already in answer order), their contents through
-/// `exchange_contents_by_credential`. A join in SQL would look each content up by its random
-/// exchange id instead, one B-tree probe per row into an index as large as the whole log.
+/// Two range scans joined here, each over adjacent entries: the log rows in the covering index
+/// `exchanges_for_events` (already in answer order), their contents in `exchange_contents`
+/// (stored by credential and time). A join in SQL would look each content up by its exchange
+/// id instead, one B-tree probe per row into an index as large as the whole log.
 pub fn exchanges_of(
     conn: &Connection,
     credential: CredentialId,
@@ -272,18 +282,12 @@ pub fn exchanges_of(
 ) -> Result<Vec<ExchangeView>, StoreError> {
     let (credential, since) = (credential.to_string(), since.to_string());
     let mut contents = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT exchange_id, headers, body FROM exchange_contents
-         WHERE credential_id = ?1 AND recorded_at >= ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(EXCHANGE_CONTENTS_SINCE)?;
     let mut rows = stmt.query(params![credential, since])?;
     while let Some(r) = rows.next()? {
         contents.insert(r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?));
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, status_code, recorded_at FROM provider_exchanges
-         WHERE credential_id = ?1 AND recorded_at >= ?2 ORDER BY recorded_at DESC, id DESC",
-    )?;
+    let mut stmt = conn.prepare_cached(EXCHANGE_LOG_SINCE)?;
     let mut rows = stmt.query(params![credential, since])?;
     let mut exchanges = Vec::with_capacity(contents.len());
     while let Some(r) = rows.next()? {
