@@ -551,7 +551,8 @@ impl ReadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Clock, SystemClock};
+    use crate::domain::{Clock, CredentialId, ExchangeId, SystemClock};
+    use rusqlite::params;
 
     fn token_append(stream: &str, expected_version: u64) -> StreamAppend {
         let owner_id = OwnerId::new();
@@ -781,5 +782,65 @@ mod tests {
         // Opening again finds nothing to move.
         drop(conn);
         drop(Store::open(&path, StoreOptions::default()).unwrap());
+    }
+
+    #[test]
+    fn events_merges_log_and_contents_newest_first_and_shows_only_exchanges_with_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        drop(Store::open(&path, StoreOptions::default()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let (credential, other) = (CredentialId::new(), CredentialId::new());
+        let t1 = Timestamp::parse("2026-11-01T10:00:00Z").unwrap();
+        let t2 = t1.plus(chrono::Duration::hours(1));
+        let t3 = t2.plus(chrono::Duration::hours(1));
+        let [e1, e2, e3, no_log, no_contents, others] = [(); 6].map(|_| ExchangeId::new());
+        let content = |id: ExchangeId, of: CredentialId, at: Timestamp| {
+            conn.execute(
+                "INSERT INTO exchange_contents (credential_id, recorded_at, exchange_id, headers, body)
+                 VALUES (?1, ?2, ?3, '{}', ?3)",
+                params![of.to_string(), at.to_string(), id.to_string()],
+            )
+            .unwrap();
+        };
+        let log = |id: ExchangeId, of: CredentialId, at: Timestamp, status: u16| {
+            conn.execute(
+                "INSERT INTO provider_exchanges
+                   (id, credential_id, user_id, request_method, request_url, status_code, recorded_at)
+                 VALUES (?1, ?2, 'user', 'POST', 'https://provider/token', ?3, ?4)",
+                params![id.to_string(), of.to_string(), status, at.to_string()],
+            )
+            .unwrap();
+        };
+        for (id, at, status) in [(e1, t1, 200), (e2, t2, 401), (e3, t2, 500)] {
+            content(id, credential, at);
+            log(id, credential, at, status);
+        }
+        content(no_log, credential, t3);
+        log(no_contents, credential, t2, 200);
+        content(others, other, t2);
+        log(others, other, t2, 200);
+
+        let shown = |since: Timestamp| -> Vec<(ExchangeId, u16, String, Timestamp)> {
+            views::exchanges_of(&conn, credential, since)
+                .unwrap()
+                .into_iter()
+                .map(|x| (x.id, x.status_code, x.body, x.recorded_at))
+                .collect()
+        };
+        // Newest first, ties by id (newest id first), each with its own contents.
+        assert_eq!(
+            shown(t1),
+            [
+                (e3, 500, e3.to_string(), t2),
+                (e2, 401, e2.to_string(), t2),
+                (e1, 200, e1.to_string(), t1),
+            ]
+        );
+        assert_eq!(
+            shown(t2),
+            [(e3, 500, e3.to_string(), t2), (e2, 401, e2.to_string(), t2)]
+        );
+        assert_eq!(shown(t3), []);
     }
 }

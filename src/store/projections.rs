@@ -186,11 +186,14 @@ pub fn apply_to(
             if !credentials.exists(conn, &x.credential_id.to_string())? {
                 return Ok(());
             }
+            // The time is the contents' own (the same instant, written from the same value):
+            // `/events` merges the two tables in (time, id) order, so they must agree to the
+            // character.
             conn.prepare_cached(
                 "INSERT OR FAIL INTO provider_exchanges
                    (id, credential_id, user_id, request_method, request_url, status_code, recorded_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-                 WHERE EXISTS (SELECT 1 FROM exchange_contents WHERE exchange_id = ?1)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, c.recorded_at
+                 FROM exchange_contents c WHERE c.exchange_id = ?1",
             )?
             .execute(params![
                 x.exchange_id.to_string(),
@@ -199,7 +202,6 @@ pub fn apply_to(
                 x.request_method,
                 x.request_url,
                 x.status_code,
-                x.recorded_at.to_string(),
             ])?;
         }
     }

@@ -1,7 +1,5 @@
 //! Reading the projections. Every query that touches a user or a credential is scoped by owner.
 
-use std::collections::HashMap;
-
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 
@@ -259,10 +257,11 @@ pub fn users_of(
     Ok((users, total))
 }
 
-/// A credential's exchange contents since a time (`?1`, `?2`), in no particular order.
+/// A credential's exchange contents since a time (`?1`, `?2`), newest first (the table's own
+/// order, read backwards).
 pub(crate) const EXCHANGE_CONTENTS_SINCE: &str =
-    "SELECT exchange_id, headers, body FROM exchange_contents
-     WHERE credential_id = ?1 AND recorded_at >= ?2";
+    "SELECT exchange_id, headers, body, recorded_at FROM exchange_contents
+     WHERE credential_id = ?1 AND recorded_at >= ?2 ORDER BY recorded_at DESC, exchange_id DESC";
 
 /// A credential's exchange log since a time (`?1`, `?2`), newest first.
 pub(crate) const EXCHANGE_LOG_SINCE: &str =
@@ -271,40 +270,57 @@ pub(crate) const EXCHANGE_LOG_SINCE: &str =
 
 /// The credential's exchanges recorded at or after `since`, newest first.
 ///
-/// Two range scans joined here, each over adjacent entries: the log rows in the covering index
-/// `exchanges_for_events` (already in answer order), their contents in `exchange_contents`
-/// (stored by credential and time). A join in SQL would look each content up by its exchange
-/// id instead, one B-tree probe per row into an index as large as the whole log.
+/// Two range scans over adjacent entries, in the same order, merged here: the log rows from
+/// the covering index `exchanges_for_events`, their contents from `exchange_contents` (stored
+/// by credential and time). A join in SQL would look each content up by its exchange id
+/// instead, one B-tree probe per row into an index as large as the whole log.
 pub fn exchanges_of(
     conn: &Connection,
     credential: CredentialId,
     since: Timestamp,
 ) -> Result<Vec<ExchangeView>, StoreError> {
     let (credential, since) = (credential.to_string(), since.to_string());
-    let mut contents = HashMap::new();
-    let mut stmt = conn.prepare_cached(EXCHANGE_CONTENTS_SINCE)?;
-    let mut rows = stmt.query(params![credential, since])?;
-    while let Some(r) = rows.next()? {
-        contents.insert(r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?));
-    }
-    let mut stmt = conn.prepare_cached(EXCHANGE_LOG_SINCE)?;
-    let mut rows = stmt.query(params![credential, since])?;
-    let mut exchanges = Vec::with_capacity(contents.len());
-    while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        // A log row without contents is not shown (as an inner join would not).
-        let Some((headers, body)) = contents.remove(&id) else {
+    let mut contents_stmt = conn.prepare_cached(EXCHANGE_CONTENTS_SINCE)?;
+    let mut contents = contents_stmt.query(params![credential, since])?;
+    let mut log_stmt = conn.prepare_cached(EXCHANGE_LOG_SINCE)?;
+    let mut log = log_stmt.query(params![credential, since])?;
+    let mut exchanges = Vec::new();
+    let mut content = contents.next()?;
+    while let Some(row) = log.next()? {
+        let (id, recorded_at): (String, String) = (row.get(0)?, row.get(2)?);
+        // Contents newer than this log row have no log row (not shown); a log row without
+        // contents is not shown either (as an inner join would not).
+        let key = (recorded_at.as_str(), id.as_str());
+        while let Some(c) = content {
+            if content_key(c)? <= key {
+                break;
+            }
+            content = contents.next()?;
+        }
+        let Some(c) = content else { break };
+        if content_key(c)? != key {
             continue;
-        };
+        }
         exchanges.push(ExchangeView {
             id: parse(id, "exchange id")?,
-            status_code: r.get(1)?,
-            headers,
-            body,
-            recorded_at: timestamp(r.get::<_, String>(2)?)?,
+            status_code: row.get(1)?,
+            headers: c.get(1)?,
+            body: c.get(2)?,
+            recorded_at: timestamp(recorded_at)?,
         });
+        content = contents.next()?;
     }
     Ok(exchanges)
+}
+
+/// The (time, exchange id) of a row of `EXCHANGE_CONTENTS_SINCE`, as stored.
+fn content_key<'r>(row: &'r Row<'_>) -> Result<(&'r str, &'r str), StoreError> {
+    let text = |i| -> Result<&'r str, StoreError> {
+        row.get_ref(i)?
+            .as_str()
+            .map_err(|e| StoreError::Corrupt(format!("exchange contents: {e}")))
+    };
+    Ok((text(3)?, text(0)?))
 }
 
 /// A credential whose background check is due.
