@@ -257,10 +257,10 @@ fn new_ledger(path: &Path) -> (tokio::runtime::Runtime, Ledger, OwnerId) {
 /// Exchanges per credential written together while seeding the exchange log.
 const EXCHANGE_RUN: u64 = 10;
 
-/// Appends, straight through the store, `users` users with `per_user` John Deere-style
-/// credentials each, `checks` health-check rounds per credential (checked, status, rotated
-/// tokens) and `exchanges` recorded exchanges per credential, a minute apart and written in
-/// rounds over all credentials (see `EXCHANGE_RUN`). Returns the user ids.
+/// Appends, straight through the store, `users` users with one John Deere-style credential
+/// each, `checks` health-check rounds per credential (checked, status, rotated tokens) and
+/// `exchanges` recorded exchanges per credential, a minute apart and written in rounds over all
+/// credentials (see `EXCHANGE_RUN`). Returns the user ids.
 fn seed(
     rt: &tokio::runtime::Runtime,
     store: &Store,

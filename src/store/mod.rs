@@ -374,7 +374,7 @@ fn run_writer(
         }
         stats.queued.fetch_sub(batch.len() as u64, Ordering::SeqCst);
         let size = batch.len() as u64;
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs answers each with "the writer dropped a job": nothing was written.
             tracing::error!(%error, jobs = size, "cannot begin a write transaction");
             continue;
@@ -390,7 +390,7 @@ fn run_writer(
                 "the write transaction was rolled back".into(),
             ))
         } else {
-            conn.execute_batch("COMMIT").map_err(|error| {
+            run(conn, "COMMIT").map_err(|error| {
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
@@ -492,6 +492,8 @@ fn replay(
         )));
     }
     credentials.finish(tx)?;
+    // Secondary indexes last: one sorted build each instead of an insert per row.
+    schema::create_projection_indexes(tx)?;
     schema::drop_projections_set_aside(tx)?;
     progress(done, total as u64);
     Ok(done)

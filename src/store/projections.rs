@@ -403,8 +403,7 @@ impl Credentials for InTable {
     }
 }
 
-/// Credential rows held in memory during a replay into projection tables created without their
-/// secondary indexes; [`InMemory::finish`] writes them and completes the tables. Removing a
+/// Credential rows held in memory during a replay; [`InMemory::finish`] writes them. Removing a
 /// credential needs no log rows deleted here: its exchange contents were deleted with it, so a
 /// replay logs none of its exchanges in the first place.
 #[derive(Default)]
@@ -414,12 +413,11 @@ pub struct InMemory {
 }
 
 impl InMemory {
-    /// Writes every row to the (empty) `credentials` table and creates the secondary indexes.
+    /// Writes every row to the (empty) `credentials` table.
     pub fn finish(self, conn: &Connection) -> Result<(), StoreError> {
         let mut rows: Vec<_> = self.rows.into_values().collect();
         rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        rows.iter().try_for_each(|row| row.insert_into(conn))?;
-        Ok(super::schema::create_projection_indexes(conn)?)
+        rows.iter().try_for_each(|row| row.insert_into(conn))
     }
 }
 
