@@ -7,7 +7,7 @@ use actix_web::App;
 use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::domain::provider::{FieldKind, FieldSpec, MAX_FIELD_LEN};
+use crate::domain::provider::{not_blank_pattern, FieldKind, FieldSpec, MAX_FIELD_LEN};
 use crate::domain::Provider;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
@@ -95,7 +95,7 @@ fn constrain(schema: &mut Value, fields: &[FieldSpec]) {
             property["maxLength"] = json!(MAX_FIELD_LEN);
             if field.required {
                 property["minLength"] = json!(1);
-                property["pattern"] = json!("\\S");
+                property["pattern"] = json!(not_blank_pattern());
             }
         }
     }

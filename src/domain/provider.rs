@@ -119,6 +119,39 @@ impl FieldSpec {
     }
 }
 
+/// The JSON Schema `pattern` of a required string: at least one character that `str::trim`
+/// keeps. The whitespace is spelled out as `\uXXXX` escapes rather than `\s`, whose meaning
+/// differs between regex engines (ECMA-262, Python's `re` with or without `re.ASCII`, Rust's
+/// `regex`): schemathesis reads `\S` in ASCII mode, where U+00A0 or U+3000 is "not a space",
+/// and the server then refused the value as blank.
+pub fn not_blank_pattern() -> String {
+    let mut class = String::from("[^");
+    let mut run: Option<(char, char)> = None;
+    for c in (char::MIN..=char::MAX).filter(|c| c.is_whitespace()) {
+        run = match run {
+            Some((first, last)) if u32::from(last) + 1 == u32::from(c) => Some((first, c)),
+            Some(done) => {
+                push_run(&mut class, done);
+                Some((c, c))
+            }
+            None => Some((c, c)),
+        };
+    }
+    if let Some(done) = run {
+        push_run(&mut class, done);
+    }
+    class.push(']');
+    class
+}
+
+/// Appends a run of characters to a regex class as `\uXXXX` or `\uXXXX-\uXXXX`.
+fn push_run(class: &mut String, (first, last): (char, char)) {
+    class.push_str(&format!("\\u{:04X}", u32::from(first)));
+    if last != first {
+        class.push_str(&format!("-\\u{:04X}", u32::from(last)));
+    }
+}
+
 /// Checks a JSON object against a field list and returns the accepted fields, or one
 /// `FieldError` per bad, missing or unknown field. Blank optional strings count as absent.
 pub fn validate_object(
@@ -226,6 +259,31 @@ impl ProviderSpec {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The schema's pattern, under Rust's Unicode reading (as jsonschema-rs reads it), accepts
+    /// a one-character string exactly when the validator does not call it blank, for every char.
+    /// Its only escapes are `\uXXXX`, which ECMA-262 and Python's `re` read the same way.
+    #[test]
+    fn not_blank_pattern_agrees_with_the_validator_on_every_character() {
+        let pattern = not_blank_pattern();
+        assert!(
+            !pattern.contains("\\s") && !pattern.contains("\\S"),
+            "{pattern}"
+        );
+        let regex = regex::Regex::new(&pattern).unwrap();
+        let fields = &FIELDS[..1];
+        let mut blank = 0;
+        for c in char::MIN..=char::MAX {
+            let text = c.to_string();
+            let accepted = validate_object("o", fields, &json!({ "clientKey": text }), &[]).is_ok();
+            assert_eq!(regex.is_match(&text), accepted, "U+{:04X}", u32::from(c));
+            assert!(regex.is_match(&format!("{c}{c}x{c}")));
+            blank += usize::from(!accepted);
+        }
+        // Rust's White_Space set: 25 characters, U+00A0 and U+3000 among them.
+        assert_eq!(blank, 25);
+        assert!(!regex.is_match("\u{a0}\u{3000}\u{85}\t"));
+    }
 
     const FIELDS: &[FieldSpec] = &[
         FieldSpec {
