@@ -1,5 +1,7 @@
 //! Every fact the ledger records. Events are past tense and carry what projections need.
 
+use serde::de::value::{MapAccessDeserializer, StrDeserializer};
+use serde::de::{DeserializeSeed, MapAccess};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -168,11 +170,53 @@ impl DomainEvent {
         }
     }
 
-    /// Rebuilds an event from its stored type and payload (JSON text). The tag comes first, so
-    /// serde reads the payload straight into the event, with no intermediate `Value`.
+    /// Rebuilds an event from its stored type and payload (JSON text). The tag is handed to serde
+    /// first, so it reads the payload straight into the event, with no intermediate `Value` and
+    /// no copy of the payload.
     pub fn from_stored(event_type: &str, payload: &str) -> serde_json::Result<Self> {
-        let event_type = serde_json::to_string(event_type)?;
-        serde_json::from_str(&format!(r#"{{"type":{event_type},"data":{payload}}}"#))
+        let mut data = serde_json::Deserializer::from_str(payload);
+        let event = Self::deserialize(MapAccessDeserializer::new(Stored {
+            event_type,
+            data: &mut data,
+            next: 0,
+        }))?;
+        data.end()?;
+        Ok(event)
+    }
+}
+
+/// A stored event as the map `{"type": event_type, "data": payload}` that the adjacently
+/// tagged `DomainEvent` reads, without copying the payload into such a document first.
+struct Stored<'a, 'de> {
+    event_type: &'a str,
+    data: &'a mut serde_json::Deserializer<serde_json::de::StrRead<'de>>,
+    next: u8,
+}
+
+impl<'de> MapAccess<'de> for Stored<'_, 'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.next {
+            0 => "type",
+            1 => "data",
+            _ => return Ok(None),
+        };
+        seed.deserialize(StrDeserializer::new(key)).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.next += 1;
+        match self.next {
+            1 => seed.deserialize(StrDeserializer::new(self.event_type)),
+            _ => seed.deserialize(&mut *self.data),
+        }
     }
 }
 

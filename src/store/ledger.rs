@@ -1,6 +1,6 @@
 //! Appending to and reading from the `events` table.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
 use super::{RecordedEvent, StoreError, StreamAppend};
 use crate::domain::{DomainEvent, OwnerId, Timestamp};
@@ -68,8 +68,12 @@ pub fn read_stream(conn: &Connection, stream_id: &str) -> Result<Vec<RecordedEve
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 ORDER BY version"
     ))?;
-    let rows = stmt.query_map([stream_id], raw_event)?;
-    rows.map(|row| decode(row?)).collect()
+    let mut rows = stmt.query([stream_id])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(decode(row)?);
+    }
+    Ok(events)
 }
 
 /// Calls `apply` on every event up to position `last`, in order.
@@ -84,51 +88,44 @@ pub fn for_each_event_until(
     let mut rows = stmt.query([last])?;
     let mut count = 0;
     while let Some(row) = rows.next()? {
-        apply(decode(raw_event(row)?)?)?;
+        apply(decode(row)?)?;
         count += 1;
     }
     Ok(count)
 }
 
 pub fn event_at(conn: &Connection, position: i64) -> Result<Option<RecordedEvent>, StoreError> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM events WHERE position = ?1"),
-        [position],
-        raw_event,
-    )
-    .optional()?
-    .map(decode)
-    .transpose()
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position = ?1"))?;
+    let mut rows = stmt.query([position])?;
+    rows.next()?.map(decode).transpose()
 }
 
-type RawEvent = (i64, String, u64, String, String, Option<String>, String);
-
-fn raw_event(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-    ))
-}
-
-fn decode(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
-    let (position, stream_id, version, event_type, payload, owner_id, recorded_at) = raw;
+/// One event from a row of [`COLUMNS`]. The text columns are read in place (borrowed from
+/// SQLite's row buffer); only the stream id is copied.
+fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.get(0)?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("event {position}: {what}"));
-    let event = DomainEvent::from_stored(&event_type, &payload)
+    let text = |column: usize| -> Result<Option<&str>, StoreError> {
+        row.get_ref(column)?
+            .as_str_or_null()
+            .map_err(|_| corrupt(&format!("column {column} is not text")))
+    };
+    let event_type = text(3)?.ok_or_else(|| corrupt("no event type"))?;
+    let payload = text(4)?.ok_or_else(|| corrupt("no payload"))?;
+    let event = DomainEvent::from_stored(event_type, payload)
         .map_err(|e| corrupt(&format!("cannot decode {event_type}: {e}")))?;
-    let owner_id = owner_id
+    let owner_id = text(5)?
         .map(|o| o.parse::<OwnerId>())
         .transpose()
         .map_err(|_| corrupt("bad owner id"))?;
-    let recorded_at = Timestamp::parse(&recorded_at).ok_or_else(|| corrupt("bad recorded_at"))?;
+    let recorded_at = text(6)?
+        .and_then(Timestamp::parse)
+        .ok_or_else(|| corrupt("bad recorded_at"))?;
     Ok(RecordedEvent {
         position,
-        stream_id,
-        version,
+        stream_id: row.get(1)?,
+        version: row.get(2)?,
         owner_id,
         recorded_at,
         event,

@@ -451,6 +451,9 @@ fn replay(
     let mut done = 0;
     std::thread::scope(|scope| {
         let (send, receive) = std::sync::mpsc::sync_channel(4);
+        // Applied batches go back to the reading thread, which allocated them, to be freed
+        // there: glibc frees another thread's memory under its arena's lock.
+        let (recycle, applied) = std::sync::mpsc::channel::<Vec<RecordedEvent>>();
         scope.spawn(move || {
             let read = || -> Result<(), StoreError> {
                 let conn = Connection::open_with_flags(
@@ -461,7 +464,14 @@ fn replay(
                 ledger::for_each_event_until(&conn, total, |event| {
                     batch.push(event);
                     if batch.len() == REPLAY_BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH));
+                        let next = match applied.try_recv() {
+                            Ok(mut old) => {
+                                old.clear();
+                                old
+                            }
+                            Err(_) => Vec::with_capacity(REPLAY_BATCH),
+                        };
+                        let full = std::mem::replace(&mut batch, next);
                         // The applying side stopped (it failed): nothing more to do.
                         send.send(Ok(full))
                             .map_err(|_| StoreError::Unavailable("replay stopped".into()))?;
@@ -476,13 +486,15 @@ fn replay(
             }
         });
         for batch in receive {
-            for event in batch? {
-                projections::apply_to(tx, &mut credentials, &event)?;
+            let batch = batch?;
+            for event in &batch {
+                projections::apply_to(tx, &mut credentials, event)?;
                 done += 1;
                 if done % 10_000 == 0 {
                     progress(done, total as u64);
                 }
             }
+            let _ = recycle.send(batch);
         }
         Ok::<_, StoreError>(())
     })?;
@@ -696,6 +708,30 @@ mod tests {
         assert_eq!(after.commits - before.commits, 6, "{after:?}");
     }
 
+    /// A database file in a new directory, removed when the `TempDir` is dropped.
+    fn database() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        (dir, path)
+    }
+
+    /// Opens the store at `path` (which creates or brings up to date its tables) and closes it;
+    /// then a plain connection to look inside.
+    fn opened(path: &Path) -> Connection {
+        drop(Store::open(path, StoreOptions::default()).unwrap());
+        Connection::open(path).unwrap()
+    }
+
+    /// The first column of every row of `sql`, as text, in order.
+    fn texts(conn: &Connection, sql: &str) -> Vec<String> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
     /// What SQLite plans to do for `sql`: one line per step.
     fn query_plan(conn: &Connection, sql: &str) -> Vec<String> {
         conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -708,10 +744,8 @@ mod tests {
 
     #[test]
     fn events_reads_one_credential_through_its_indexes_without_scanning_or_sorting() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.sqlite");
-        drop(Store::open(&path, StoreOptions::default()).unwrap());
-        let conn = Connection::open(&path).unwrap();
+        let (_dir, path) = database();
+        let conn = opened(&path);
         assert_eq!(
             query_plan(&conn, views::EXCHANGE_LOG_SINCE),
             ["SEARCH provider_exchanges USING COVERING INDEX exchanges_for_events (credential_id=? AND recorded_at>?)"],
@@ -724,8 +758,7 @@ mod tests {
 
     #[test]
     fn exchange_contents_of_an_older_database_are_moved_into_the_clustered_table_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.sqlite");
+        let (_dir, path) = database();
         // The layout before the contents were clustered by credential.
         let old = Connection::open(&path).unwrap();
         old.execute_batch(
@@ -746,8 +779,7 @@ mod tests {
         .unwrap();
         drop(old);
 
-        drop(Store::open(&path, StoreOptions::default()).unwrap());
-        let conn = Connection::open(&path).unwrap();
+        let conn = opened(&path);
         let rows: Vec<(String, String, String, String, String)> = conn
             .prepare("SELECT credential_id, recorded_at, exchange_id, headers, body FROM exchange_contents")
             .unwrap()
@@ -773,13 +805,10 @@ mod tests {
                 row("c2", "2026-11-01T00:00:00Z", "x1", "{}", "first"),
             ]
         );
-        let objects: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE tbl_name LIKE 'exchange_contents%' AND sql IS NOT NULL ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let objects = texts(
+            &conn,
+            "SELECT name FROM sqlite_master WHERE tbl_name LIKE 'exchange_contents%' AND sql IS NOT NULL ORDER BY name",
+        );
         assert_eq!(objects, ["exchange_contents", "exchange_contents_by_age"]);
         // Opening again finds nothing to move.
         drop(conn);
@@ -787,11 +816,82 @@ mod tests {
     }
 
     #[test]
+    fn an_older_exchange_log_keeps_its_rows_without_the_columns_nothing_reads_on_open() {
+        let (_dir, path) = database();
+        // The layout before: the request's method and URL and the user in every log row.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE provider_exchanges (
+                 id             TEXT PRIMARY KEY,
+                 credential_id  TEXT    NOT NULL,
+                 user_id        TEXT    NOT NULL,
+                 request_method TEXT    NOT NULL,
+                 request_url    TEXT    NOT NULL,
+                 status_code    INTEGER NOT NULL,
+                 recorded_at    TEXT    NOT NULL
+             );
+             CREATE INDEX exchanges_by_user ON provider_exchanges (user_id);
+             CREATE INDEX exchanges_for_events
+                 ON provider_exchanges (credential_id, recorded_at DESC, id DESC, status_code);
+             INSERT INTO provider_exchanges VALUES
+                 ('x1', 'c1', 'u1', 'POST', 'https://provider/token', 200, '2026-11-01T00:00:00Z'),
+                 ('x2', 'c2', 'u2', 'GET', 'https://provider/me', 401, '2026-11-02T00:00:00Z');",
+        )
+        .unwrap();
+        drop(old);
+
+        let conn = opened(&path);
+        let columns = texts(
+            &conn,
+            "SELECT name FROM pragma_table_info('provider_exchanges')",
+        );
+        assert_eq!(
+            columns,
+            ["id", "credential_id", "status_code", "recorded_at"]
+        );
+        let rows: Vec<(String, String, u16, String)> = conn
+            .prepare("SELECT id, credential_id, status_code, recorded_at FROM provider_exchanges ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let row = |x: &str, c: &str, status, at: &str| (x.into(), c.into(), status, at.into());
+        assert_eq!(
+            rows,
+            [
+                row("x1", "c1", 200, "2026-11-01T00:00:00Z"),
+                row("x2", "c2", 401, "2026-11-02T00:00:00Z"),
+            ]
+        );
+        // The old table and its index by user are gone; `/events` reads the index built anew.
+        let objects = texts(
+            &conn,
+            "SELECT name FROM sqlite_master WHERE name LIKE '%exchanges%' ORDER BY name",
+        );
+        assert_eq!(
+            objects,
+            [
+                "exchanges_for_events",
+                "provider_exchanges",
+                "sqlite_autoindex_provider_exchanges_1"
+            ]
+        );
+        assert_eq!(
+            query_plan(&conn, views::EXCHANGE_LOG_SINCE),
+            ["SEARCH provider_exchanges USING COVERING INDEX exchanges_for_events (credential_id=? AND recorded_at>?)"],
+        );
+        drop(conn);
+        assert_eq!(
+            texts(&opened(&path), "SELECT id FROM provider_exchanges"),
+            ["x1", "x2"]
+        );
+    }
+
+    #[test]
     fn events_merges_log_and_contents_newest_first_and_shows_only_exchanges_with_both() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.sqlite");
-        drop(Store::open(&path, StoreOptions::default()).unwrap());
-        let conn = Connection::open(&path).unwrap();
+        let (_dir, path) = database();
+        let conn = opened(&path);
         let (credential, other) = (CredentialId::new(), CredentialId::new());
         let t1 = Timestamp::parse("2026-11-01T10:00:00Z").unwrap();
         let t2 = t1.plus(chrono::Duration::hours(1));
@@ -807,9 +907,8 @@ mod tests {
         };
         let log = |id: ExchangeId, of: CredentialId, at: Timestamp, status: u16| {
             conn.execute(
-                "INSERT INTO provider_exchanges
-                   (id, credential_id, user_id, request_method, request_url, status_code, recorded_at)
-                 VALUES (?1, ?2, 'user', 'POST', 'https://provider/token', ?3, ?4)",
+                "INSERT INTO provider_exchanges (id, credential_id, status_code, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4)",
                 params![id.to_string(), of.to_string(), status, at.to_string()],
             )
             .unwrap();

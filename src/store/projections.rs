@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{RecordedEvent, StoreError};
 use crate::domain::event::IssuedTokens;
-use crate::domain::{CredentialStatus, DomainEvent};
+use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, UserId};
 
 /// Applies one recorded event to every projection table.
 pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreError> {
@@ -94,12 +94,11 @@ pub fn apply_to(
             ])?;
         }
         E::UserDeleted { user_id } => {
-            let id = user_id.to_string();
-            for credential in credentials.ids_of_user(conn, &id)? {
+            for credential in credentials.ids_of_user(conn, user_id)? {
                 delete_credential(conn, credentials, &credential)?;
             }
             conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
-                .execute([&id])?;
+                .execute([user_id.to_string()])?;
         }
         E::CredentialCreated {
             user_id,
@@ -127,7 +126,7 @@ pub fn apply_to(
             fields,
             created_at,
         } => {
-            delete_credential(conn, credentials, &replaced_credential_id.to_string())?;
+            delete_credential(conn, credentials, replaced_credential_id)?;
             insert_credential(
                 conn,
                 credentials,
@@ -140,21 +139,21 @@ pub fn apply_to(
             )?;
         }
         E::CredentialDeleted { credential_id, .. } => {
-            delete_credential(conn, credentials, &credential_id.to_string())?;
+            delete_credential(conn, credentials, credential_id)?;
         }
         E::CredentialStatusChanged {
             credential_id,
             status,
             ..
         } => {
-            credentials.update(conn, &credential_id.to_string(), Change::Status(*status))?;
+            credentials.update(conn, credential_id, Change::Status(*status))?;
         }
         E::CredentialTokensRotated {
             credential_id,
             tokens,
             ..
         } => {
-            credentials.update(conn, &credential_id.to_string(), Change::Tokens(tokens))?;
+            credentials.update(conn, credential_id, Change::Tokens(tokens))?;
         }
         E::CredentialChecked {
             credential_id,
@@ -164,7 +163,7 @@ pub fn apply_to(
         } => {
             credentials.update(
                 conn,
-                &credential_id.to_string(),
+                credential_id,
                 Change::Checked {
                     next_check_at: next_check_at.map(|t| t.to_string()),
                     consecutive_failures: *consecutive_failures,
@@ -174,33 +173,25 @@ pub fn apply_to(
         E::CredentialCheckRequested {
             credential_id, at, ..
         } => {
-            credentials.update(
-                conn,
-                &credential_id.to_string(),
-                Change::CheckRequested(at.to_string()),
-            )?;
+            credentials.update(conn, credential_id, Change::CheckRequested(at.to_string()))?;
         }
         E::ProviderExchangeRecorded { exchange: x } => {
             // Shown only while its credential lives and its contents are retained; the ledger
             // keeps the fact either way.
-            if !credentials.exists(conn, &x.credential_id.to_string())? {
+            if !credentials.exists(conn, &x.credential_id)? {
                 return Ok(());
             }
             // The time is the contents' own (the same instant, written from the same value):
             // `/events` merges the two tables in (time, id) order, so they must agree to the
             // character.
             conn.prepare_cached(
-                "INSERT OR FAIL INTO provider_exchanges
-                   (id, credential_id, user_id, request_method, request_url, status_code, recorded_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, c.recorded_at
+                "INSERT OR FAIL INTO provider_exchanges (id, credential_id, status_code, recorded_at)
+                 SELECT ?1, ?2, ?3, c.recorded_at
                  FROM exchange_contents c WHERE c.exchange_id = ?1",
             )?
             .execute(params![
                 x.exchange_id.to_string(),
                 x.credential_id.to_string(),
-                x.user_id.to_string(),
-                x.request_method,
-                x.request_url,
                 x.status_code,
             ])?;
         }
@@ -226,9 +217,9 @@ fn insert_credential(
     credentials.insert(
         conn,
         CredentialRow {
-            id: credential_id.to_string(),
-            user_id: user_id.to_string(),
-            owner_id: owner_id.to_string(),
+            id: *credential_id,
+            user_id: *user_id,
+            owner_id,
             provider: provider.key(),
             status: CredentialStatus::Ok,
             fields: fields.clone(),
@@ -242,22 +233,23 @@ fn insert_credential(
 fn delete_credential(
     conn: &Connection,
     credentials: &mut impl Credentials,
-    credential_id: &str,
+    credential_id: &CredentialId,
 ) -> Result<(), StoreError> {
+    let id = credential_id.to_string();
     // Crypto-shredding: without its data key the credential's secrets in the ledger are noise.
     conn.prepare_cached("DELETE FROM data_keys WHERE credential_id = ?1")?
-        .execute([credential_id])?;
+        .execute([&id])?;
     // A deleted credential's log is never shown again: reclaim its contents now.
     conn.prepare_cached("DELETE FROM exchange_contents WHERE credential_id = ?1")?
-        .execute([credential_id])?;
+        .execute([&id])?;
     credentials.remove(conn, credential_id)
 }
 
 /// One row of the `credentials` table.
 pub struct CredentialRow {
-    id: String,
-    user_id: String,
-    owner_id: String,
+    id: CredentialId,
+    user_id: UserId,
+    owner_id: OwnerId,
     provider: &'static str,
     status: CredentialStatus,
     fields: Map<String, Value>,
@@ -300,9 +292,9 @@ impl CredentialRow {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
-            self.id,
-            self.user_id,
-            self.owner_id,
+            self.id.to_string(),
+            self.user_id.to_string(),
+            self.owner_id.to_string(),
             self.provider,
             self.status.as_str(),
             serde_json::to_string(&self.fields).unwrap_or_default(),
@@ -320,11 +312,19 @@ impl CredentialRow {
 pub trait Credentials {
     fn insert(&mut self, conn: &Connection, row: CredentialRow) -> Result<(), StoreError>;
     /// Removes the row (from the table, with its exchange log rows; see [`InMemory`]).
-    fn remove(&mut self, conn: &Connection, id: &str) -> Result<(), StoreError>;
-    fn update(&mut self, conn: &Connection, id: &str, change: Change<'_>)
-        -> Result<(), StoreError>;
-    fn exists(&mut self, conn: &Connection, id: &str) -> Result<bool, StoreError>;
-    fn ids_of_user(&mut self, conn: &Connection, user: &str) -> Result<Vec<String>, StoreError>;
+    fn remove(&mut self, conn: &Connection, id: &CredentialId) -> Result<(), StoreError>;
+    fn update(
+        &mut self,
+        conn: &Connection,
+        id: &CredentialId,
+        change: Change<'_>,
+    ) -> Result<(), StoreError>;
+    fn exists(&mut self, conn: &Connection, id: &CredentialId) -> Result<bool, StoreError>;
+    fn ids_of_user(
+        &mut self,
+        conn: &Connection,
+        user: &UserId,
+    ) -> Result<Vec<CredentialId>, StoreError>;
 }
 
 /// The `credentials` table.
@@ -335,20 +335,22 @@ impl Credentials for InTable {
         row.insert_into(conn)
     }
 
-    fn remove(&mut self, conn: &Connection, id: &str) -> Result<(), StoreError> {
+    fn remove(&mut self, conn: &Connection, id: &CredentialId) -> Result<(), StoreError> {
+        let id = id.to_string();
         conn.prepare_cached("DELETE FROM provider_exchanges WHERE credential_id = ?1")?
-            .execute([id])?;
+            .execute([&id])?;
         conn.prepare_cached("DELETE FROM credentials WHERE id = ?1")?
-            .execute([id])?;
+            .execute([&id])?;
         Ok(())
     }
 
     fn update(
         &mut self,
         conn: &Connection,
-        id: &str,
+        id: &CredentialId,
         change: Change<'_>,
     ) -> Result<(), StoreError> {
+        let id = &id.to_string();
         match change {
             Change::Status(status) => {
                 conn.prepare_cached("UPDATE OR FAIL credentials SET status = ?2 WHERE id = ?1")?
@@ -389,17 +391,27 @@ impl Credentials for InTable {
         Ok(())
     }
 
-    fn exists(&mut self, conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    fn exists(&mut self, conn: &Connection, id: &CredentialId) -> Result<bool, StoreError> {
         Ok(conn
             .prepare_cached("SELECT 1 FROM credentials WHERE id = ?1")?
-            .exists([id])?)
+            .exists([id.to_string()])?)
     }
 
-    fn ids_of_user(&mut self, conn: &Connection, user: &str) -> Result<Vec<String>, StoreError> {
-        Ok(conn
+    fn ids_of_user(
+        &mut self,
+        conn: &Connection,
+        user: &UserId,
+    ) -> Result<Vec<CredentialId>, StoreError> {
+        let ids: Vec<String> = conn
             .prepare_cached("SELECT id FROM credentials WHERE user_id = ?1")?
-            .query_map([user], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?)
+            .query_map([user.to_string()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("credential id {id}")))
+            })
+            .collect()
     }
 }
 
@@ -408,26 +420,23 @@ impl Credentials for InTable {
 /// replay logs none of its exchanges in the first place.
 #[derive(Default)]
 pub struct InMemory {
-    rows: HashMap<String, CredentialRow>,
-    by_user: HashMap<String, Vec<String>>,
+    rows: HashMap<CredentialId, CredentialRow>,
+    by_user: HashMap<UserId, Vec<CredentialId>>,
 }
 
 impl InMemory {
     /// Writes every row to the (empty) `credentials` table.
     pub fn finish(self, conn: &Connection) -> Result<(), StoreError> {
         let mut rows: Vec<_> = self.rows.into_values().collect();
-        rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        rows.sort_unstable_by_key(|row| row.id);
         rows.iter().try_for_each(|row| row.insert_into(conn))
     }
 }
 
 impl Credentials for InMemory {
     fn insert(&mut self, _: &Connection, row: CredentialRow) -> Result<(), StoreError> {
-        self.by_user
-            .entry(row.user_id.clone())
-            .or_default()
-            .push(row.id.clone());
-        if let Some(old) = self.rows.insert(row.id.clone(), row) {
+        self.by_user.entry(row.user_id).or_default().push(row.id);
+        if let Some(old) = self.rows.insert(row.id, row) {
             return Err(StoreError::Corrupt(format!(
                 "credential {} created twice",
                 old.id
@@ -436,7 +445,7 @@ impl Credentials for InMemory {
         Ok(())
     }
 
-    fn remove(&mut self, _: &Connection, id: &str) -> Result<(), StoreError> {
+    fn remove(&mut self, _: &Connection, id: &CredentialId) -> Result<(), StoreError> {
         if let Some(row) = self.rows.remove(id) {
             if let Some(ids) = self.by_user.get_mut(&row.user_id) {
                 ids.retain(|other| other != id);
@@ -445,18 +454,27 @@ impl Credentials for InMemory {
         Ok(())
     }
 
-    fn update(&mut self, _: &Connection, id: &str, change: Change<'_>) -> Result<(), StoreError> {
+    fn update(
+        &mut self,
+        _: &Connection,
+        id: &CredentialId,
+        change: Change<'_>,
+    ) -> Result<(), StoreError> {
         if let Some(row) = self.rows.get_mut(id) {
             row.change(change);
         }
         Ok(())
     }
 
-    fn exists(&mut self, _: &Connection, id: &str) -> Result<bool, StoreError> {
+    fn exists(&mut self, _: &Connection, id: &CredentialId) -> Result<bool, StoreError> {
         Ok(self.rows.contains_key(id))
     }
 
-    fn ids_of_user(&mut self, _: &Connection, user: &str) -> Result<Vec<String>, StoreError> {
+    fn ids_of_user(
+        &mut self,
+        _: &Connection,
+        user: &UserId,
+    ) -> Result<Vec<CredentialId>, StoreError> {
         Ok(self.by_user.get(user).cloned().unwrap_or_default())
     }
 }

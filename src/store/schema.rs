@@ -84,12 +84,11 @@ CREATE TABLE IF NOT EXISTS credentials (
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user_id, provider)
 );
+-- What `/events` shows of an exchange besides its contents. The request's method and URL and
+-- the user stay in the exchange's event: nothing reads them from here.
 CREATE TABLE IF NOT EXISTS provider_exchanges (
     id             TEXT PRIMARY KEY,
     credential_id  TEXT    NOT NULL,
-    user_id        TEXT    NOT NULL,
-    request_method TEXT    NOT NULL,
-    request_url    TEXT    NOT NULL,
     status_code    INTEGER NOT NULL,
     recorded_at    TEXT    NOT NULL
 );
@@ -103,12 +102,8 @@ CREATE INDEX IF NOT EXISTS credentials_due ON credentials (next_check_at) WHERE 
 -- In answer order, ties broken by id, with every column `/events` reads from this table:
 -- one credential's log is a run of adjacent index entries, read without sorting and without
 -- visiting the table's rows (spread over the whole table in the order they were written).
-DROP INDEX IF EXISTS exchanges_by_credential;
-DROP INDEX IF EXISTS exchanges_by_credential_newest;
 CREATE INDEX IF NOT EXISTS exchanges_for_events
     ON provider_exchanges (credential_id, recorded_at DESC, id DESC, status_code);
--- Nothing looks exchanges up by user any more (a user's are deleted through its credentials).
-DROP INDEX IF EXISTS exchanges_by_user;
 "#;
 
 /// The redacted headers and bodies of provider exchanges. Not the ledger and not a projection:
@@ -162,6 +157,31 @@ fn cluster_exchange_contents(conn: &Connection) -> rusqlite::Result<usize> {
     Ok(moved)
 }
 
+/// Copies the exchange log of a database written when its rows also held the request's method
+/// and URL and the user (unread; the events keep them) into the narrower table, in the open
+/// transaction. Returns how many rows were copied; 0 when there was nothing to do.
+fn narrow_exchange_log(conn: &Connection) -> rusqlite::Result<usize> {
+    let wide = conn
+        .prepare(
+            "SELECT 1 FROM pragma_table_info('provider_exchanges') WHERE name = 'request_url'",
+        )?
+        .exists([])?;
+    if !wide {
+        return Ok(0);
+    }
+    // Its indexes go with it (older ones included); `create_projection_indexes` builds the
+    // current ones afterwards.
+    conn.execute_batch("ALTER TABLE provider_exchanges RENAME TO provider_exchanges_wide;")?;
+    create_projection_tables(conn)?;
+    let copied = conn.execute(
+        "INSERT OR FAIL INTO provider_exchanges (id, credential_id, status_code, recorded_at)
+         SELECT id, credential_id, status_code, recorded_at FROM provider_exchanges_wide",
+        [],
+    )?;
+    conn.execute_batch("DROP TABLE provider_exchanges_wide;")?;
+    Ok(copied)
+}
+
 /// One wrapped data key per live credential (see `crate::crypto`). Deleted in the transaction
 /// that deletes or replaces its credential: crypto-shredding. `rebuild` keeps this table.
 const DATA_KEYS: &str = r#"
@@ -184,7 +204,16 @@ pub fn create_ledger(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(DATA_KEYS)
 }
 
+/// Creates the projections, or brings those of an older database up to date (see
+/// `narrow_exchange_log`).
 pub fn create_projections(conn: &Connection) -> rusqlite::Result<()> {
+    let copied = narrow_exchange_log(conn)?;
+    if copied > 0 {
+        tracing::info!(
+            rows = copied,
+            "exchange log rows now hold only what /events reads"
+        );
+    }
     create_projection_tables(conn)?;
     create_projection_indexes(conn)
 }

@@ -509,7 +509,10 @@ async fn the_exchange_log_never_holds_a_secret() {
     .await;
     let conn = app.sqlite();
     let stored: Vec<String> = conn
-        .prepare("SELECT headers || body FROM exchange_contents UNION ALL SELECT request_url FROM provider_exchanges")
+        .prepare(
+            "SELECT headers || body FROM exchange_contents
+             UNION ALL SELECT payload FROM events WHERE event_type = 'ProviderExchangeRecorded'",
+        )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
