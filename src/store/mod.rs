@@ -92,9 +92,29 @@ type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 #[derive(Clone)]
 pub struct Store {
-    writer: mpsc::Sender<Job>,
+    // Dropped before the writer: a read-only connection cannot remove the WAL, so the writer's
+    // must be the last to close.
     readers: Arc<ReadPool>,
+    writer: Arc<Writer>,
     stats: Arc<WriterStats>,
+}
+
+/// The way to the writer thread, shared by every clone of a `Store`.
+struct Writer {
+    jobs: mpsc::Sender<Job>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    /// When the last clone of the store goes: closes the channel, which ends the writer's loop
+    /// once the jobs already sent have run, and waits for it, so that its connection closes
+    /// (SQLite then checkpoints and removes the WAL) before the process exits.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.jobs, mpsc::channel().0));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -155,7 +175,7 @@ impl Store {
         let stats = Arc::new(WriterStats::default());
         let writer_stats = stats.clone();
         let max_batch = options.max_batch.max(1);
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || run_writer(&conn, &jobs, max_batch, &writer_stats))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
@@ -165,7 +185,10 @@ impl Store {
             permits: tokio::sync::Semaphore::new(READERS),
         });
         Ok(Store {
-            writer,
+            writer: Arc::new(Writer {
+                jobs: writer,
+                thread: Some(writer_thread),
+            }),
             readers,
             stats,
         })
@@ -185,7 +208,7 @@ impl Store {
             })
         });
         self.stats.queued.fetch_add(1, Ordering::SeqCst);
-        if self.writer.send(job).is_err() {
+        if self.writer.jobs.send(job).is_err() {
             self.stats.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(StoreError::Unavailable("the writer has stopped".into()));
         }
@@ -706,6 +729,47 @@ mod tests {
         }
         let after = store.writer_counts();
         assert_eq!(after.commits - before.commits, 6, "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn when_the_last_handle_goes_the_database_is_closed_and_its_wal_removed() {
+        let (_dir, path) = database();
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        store
+            .append(vec![token_append("s", 0)], SystemClock.now())
+            .await
+            .unwrap();
+        assert_eq!(store.read_stream("s").await.unwrap().len(), 1);
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        assert!(wal.exists());
+        let other = store.clone();
+        drop(store);
+        assert!(wal.exists(), "another handle still uses the database");
+        drop(other);
+        assert!(!wal.exists(), "the writer's connection was not closed");
+        assert_eq!(
+            ledger::last_position(&Connection::open(&path).unwrap()).unwrap(),
+            1
+        );
+    }
+
+    /// `.cargo/config.toml` builds the bundled SQLite with one page cache per connection (not
+    /// one shared behind a process-wide mutex, which the replay's two threads and the server's
+    /// readers and writer contended on) and without memory statistics (a mutex per malloc).
+    #[test]
+    fn sqlite_is_built_with_a_page_cache_per_connection_and_no_memory_statistics() {
+        let options = texts(
+            &Connection::open_in_memory().unwrap(),
+            "PRAGMA compile_options",
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
     }
 
     /// A database file in a new directory, removed when the `TempDir` is dropped.

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::{RecordedEvent, StoreError};
 use crate::domain::event::IssuedTokens;
-use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, UserId};
+use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Timestamp, UserId};
 
 /// Applies one recorded event to every projection table.
 pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreError> {
@@ -165,7 +166,7 @@ pub fn apply_to(
                 conn,
                 credential_id,
                 Change::Checked {
-                    next_check_at: next_check_at.map(|t| t.to_string()),
+                    next_check_at: *next_check_at,
                     consecutive_failures: *consecutive_failures,
                 },
             )?;
@@ -173,7 +174,7 @@ pub fn apply_to(
         E::CredentialCheckRequested {
             credential_id, at, ..
         } => {
-            credentials.update(conn, credential_id, Change::CheckRequested(at.to_string()))?;
+            credentials.update(conn, credential_id, Change::CheckRequested(*at))?;
         }
         E::ProviderExchangeRecorded { exchange: x } => {
             // Shown only while its credential lives and its contents are retained; the ledger
@@ -190,8 +191,8 @@ pub fn apply_to(
                  FROM exchange_contents c WHERE c.exchange_id = ?1",
             )?
             .execute(params![
-                x.exchange_id.to_string(),
-                x.credential_id.to_string(),
+                &*x.exchange_id.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+                &*x.credential_id.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
                 x.status_code,
             ])?;
         }
@@ -208,12 +209,11 @@ fn insert_credential(
     credential_id: &crate::domain::CredentialId,
     provider: crate::domain::Provider,
     fields: &Map<String, Value>,
-    created_at: &crate::domain::Timestamp,
+    created_at: &Timestamp,
 ) -> Result<(), StoreError> {
     let owner_id = recorded
         .owner_id
         .ok_or_else(|| StoreError::Corrupt(format!("event {} has no owner", recorded.position)))?;
-    let created_at = created_at.to_string();
     credentials.insert(
         conn,
         CredentialRow {
@@ -223,8 +223,8 @@ fn insert_credential(
             provider: provider.key(),
             status: CredentialStatus::Ok,
             fields: fields.clone(),
-            next_check_at: Some(created_at.clone()),
-            created_at,
+            next_check_at: Some(*created_at),
+            created_at: *created_at,
             consecutive_failures: 0,
         },
     )
@@ -253,8 +253,8 @@ pub struct CredentialRow {
     provider: &'static str,
     status: CredentialStatus,
     fields: Map<String, Value>,
-    created_at: String,
-    next_check_at: Option<String>,
+    created_at: Timestamp,
+    next_check_at: Option<Timestamp>,
     consecutive_failures: u32,
 }
 
@@ -263,10 +263,10 @@ pub enum Change<'a> {
     Status(CredentialStatus),
     Tokens(&'a IssuedTokens),
     Checked {
-        next_check_at: Option<String>,
+        next_check_at: Option<Timestamp>,
         consecutive_failures: u32,
     },
-    CheckRequested(String),
+    CheckRequested(Timestamp),
 }
 
 impl CredentialRow {
@@ -298,8 +298,8 @@ impl CredentialRow {
             self.provider,
             self.status.as_str(),
             serde_json::to_string(&self.fields).unwrap_or_default(),
-            self.created_at,
-            self.next_check_at,
+            self.created_at.to_string(),
+            self.next_check_at.map(|at| at.to_string()),
             self.consecutive_failures,
         ])?;
         Ok(())
@@ -379,13 +379,17 @@ impl Credentials for InTable {
                     "UPDATE OR FAIL credentials SET next_check_at = ?2, consecutive_failures = ?3
                      WHERE id = ?1",
                 )?
-                .execute(params![id, next_check_at, consecutive_failures])?;
+                .execute(params![
+                    id,
+                    next_check_at.map(|at| at.to_string()),
+                    consecutive_failures
+                ])?;
             }
             Change::CheckRequested(at) => {
                 conn.prepare_cached(
                     "UPDATE OR FAIL credentials SET next_check_at = ?2 WHERE id = ?1",
                 )?
-                .execute(params![id, at])?;
+                .execute(params![id, at.to_string()])?;
             }
         }
         Ok(())
