@@ -165,6 +165,7 @@ impl Store {
             })?;
         }
         let mut conn = Connection::open(path)?;
+        schema::set_page_size_of_new_database(&conn)?;
         schema::configure(&conn, options.synchronous_full)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         schema::create_ledger(&tx)?;
@@ -770,6 +771,29 @@ mod tests {
             !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
             "{options:?}"
         );
+    }
+
+    #[test]
+    fn a_new_database_has_16_kib_pages_and_an_older_one_keeps_its_own() {
+        let page_size = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let (_dir, new) = database();
+        drop(Store::open(&new, StoreOptions::default()).unwrap());
+        assert_eq!(page_size(&new), 16 * 1024);
+
+        let (_older_dir, older) = database();
+        let conn = Connection::open(&older).unwrap();
+        conn.execute_batch(
+            "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x);",
+        )
+        .unwrap();
+        drop(conn);
+        drop(Store::open(&older, StoreOptions::default()).unwrap());
+        assert_eq!(page_size(&older), 4096);
     }
 
     /// A database file in a new directory, removed when the `TempDir` is dropped.

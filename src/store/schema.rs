@@ -17,6 +17,20 @@ pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<
     Ok(())
 }
 
+/// Page size of a new database: 16 KiB rather than SQLite's 4 KiB. A rebuild writes a quarter
+/// as many WAL frames (one `pwrite` each, and a checkpoint copies each again) and `/events`
+/// reads a credential's run of rows in fewer pages; on the benchmark machine a rebuild of 1M
+/// events took 1.44-1.65 s against 1.71-2.08 s. The cost: a commit of a few rows writes 4× the
+/// bytes, so one create with nothing to batch it with takes about twice as long to reach the
+/// disk (group commit shares that cost). An existing database keeps its page size (changing
+/// it needs a VACUUM, which WAL mode does not allow in place).
+pub const PAGE_SIZE: i64 = 16 * 1024;
+
+/// Sets `PAGE_SIZE` on a database that has no pages yet; a no-op on any other.
+pub fn set_page_size_of_new_database(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+}
+
 /// Prepared statements kept per connection: more than the writer and a reader use (rusqlite's
 /// default of 16 is fewer than the projections alone, so a replay would prepare them again and
 /// again).
