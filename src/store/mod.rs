@@ -85,9 +85,10 @@ pub struct ExchangeContent {
     pub body: String,
 }
 
-/// A write job: runs inside the batch's transaction (in its own savepoint) and returns what
-/// answers its caller once the batch's COMMIT has succeeded or failed.
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// A write job: runs inside the batch's transaction, in its own savepoint unless it is the
+/// batch's only job (`alone`), and returns whether it succeeded and what answers its caller once
+/// the batch's COMMIT has succeeded or failed.
+type Job = Box<dyn FnOnce(&Connection, bool) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 #[derive(Clone)]
@@ -202,11 +203,20 @@ impl Store {
         job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, job);
-            Box::new(move |committed: Result<(), StoreError>| {
-                let _ = tx.send(committed.and(result));
-            })
+        let job: Job = Box::new(move |conn, alone| {
+            // Alone in its transaction, a job needs no savepoint (whose journal holds every page
+            // it changes, as it was): if it fails, the writer rolls the transaction back.
+            let result = if alone {
+                job(conn)
+            } else {
+                in_savepoint(conn, job)
+            };
+            let succeeded = result.is_ok();
+            // A failed job answers with its own error, whatever became of the transaction.
+            let complete: Completion = Box::new(move |committed: Result<(), StoreError>| {
+                let _ = tx.send(result.and_then(|value| committed.map(|()| value)));
+            });
+            (succeeded, complete)
         });
         self.stats.queued.fetch_add(1, Ordering::SeqCst);
         if self.writer.jobs.send(job).is_err() {
@@ -381,7 +391,7 @@ impl Store {
 }
 
 /// The writer thread: takes the jobs that are waiting, runs them in one transaction and answers
-/// them after its COMMIT; until the channel closes.
+/// them after its COMMIT (or, when the only job failed, its ROLLBACK); until the channel closes.
 fn run_writer(
     conn: &Connection,
     jobs: &mpsc::Receiver<Job>,
@@ -403,16 +413,28 @@ fn run_writer(
             tracing::error!(%error, jobs = size, "cannot begin a write transaction");
             continue;
         }
+        let alone = batch.len() == 1;
+        let mut failed = false;
         // Once SQLite has rolled the whole transaction back (disk full, I/O error), later jobs
         // must not run outside it: they are dropped, which answers them as dropped above.
         let completions: Vec<Completion> = batch
             .into_iter()
-            .filter_map(|job| (!conn.is_autocommit()).then(|| job(conn)))
+            .filter_map(|job| {
+                (!conn.is_autocommit()).then(|| {
+                    let (succeeded, complete) = job(conn, alone);
+                    failed |= !succeeded;
+                    complete
+                })
+            })
             .collect();
         let committed = if conn.is_autocommit() {
             Err(StoreError::Unavailable(
                 "the write transaction was rolled back".into(),
             ))
+        } else if alone && failed {
+            // The failed job ran without a savepoint: its writes go with the transaction.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(StoreError::Unavailable("the write was rolled back".into()))
         } else {
             run(conn, "COMMIT").map_err(|error| {
                 if !conn.is_autocommit() {
@@ -730,6 +752,39 @@ mod tests {
         }
         let after = store.writer_counts();
         assert_eq!(after.commits - before.commits, 6, "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_fails_alone_in_its_transaction_leaves_nothing_and_answers_its_own_error() {
+        let (_dir, path) = database();
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let failed = store
+            .write(|conn| {
+                conn.execute_batch("CREATE TABLE scratch (x); INSERT INTO scratch VALUES (1);")?;
+                Err::<(), _>(StoreError::Conflict {
+                    stream_id: "s".into(),
+                })
+            })
+            .await;
+        assert!(
+            matches!(failed, Err(StoreError::Conflict { .. })),
+            "{failed:?}"
+        );
+        // The writer goes on, and the failed job's writes were rolled back with its transaction.
+        store
+            .append(vec![token_append("s", 0)], SystemClock.now())
+            .await
+            .unwrap();
+        let before = store.writer_counts();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let tables = texts(
+            &conn,
+            "SELECT name FROM sqlite_master WHERE name = 'scratch'",
+        );
+        assert!(tables.is_empty(), "{tables:?}");
+        assert_eq!(ledger::last_position(&conn).unwrap(), 1);
+        assert_eq!((before.commits, before.jobs), (1, 1), "{before:?}");
     }
 
     #[tokio::test]
