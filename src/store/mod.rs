@@ -112,8 +112,11 @@ impl Drop for Writer {
     /// (SQLite then checkpoints and removes the WAL) before the process exits.
     fn drop(&mut self) {
         drop(std::mem::replace(&mut self.jobs, mpsc::channel().0));
+        // (Never from the writer thread itself, should a job hold the last clone.)
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
