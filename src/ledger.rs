@@ -514,8 +514,14 @@ fn random_hex(bytes: usize) -> String {
     hex(&buf)
 }
 
+/// Lower-case hex, written into one string (this runs on every authenticated request).
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
 }
 
 fn dummy_hash() -> &'static str {
@@ -572,4 +578,20 @@ pub fn is_secret(provider: Provider, name: &str) -> bool {
             .fields
             .iter()
             .any(|f| f.kind == FieldKind::Secret && f.json_name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_stored_as_the_lower_case_hex_of_its_sha256() {
+        assert_eq!(hex(&[0x00, 0xab, 0x0f, 0xff]), "00ab0fff");
+        // The SHA-256 of "abc" (FIPS 180-2, appendix B.1): hashes stored by earlier versions
+        // still match.
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }
