@@ -843,13 +843,9 @@ mod tests {
         drop(Store::open(&new, StoreOptions::default()).unwrap());
         assert_eq!(page_size(&new), 16 * 1024);
 
-        let (_older_dir, older) = database();
-        let conn = Connection::open(&older).unwrap();
-        conn.execute_batch(
+        let (_older_dir, older) = older_database(
             "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x);",
-        )
-        .unwrap();
-        drop(conn);
+        );
         drop(Store::open(&older, StoreOptions::default()).unwrap());
         assert_eq!(page_size(&older), 4096);
     }
@@ -858,6 +854,13 @@ mod tests {
     fn database() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.sqlite");
+        (dir, path)
+    }
+
+    /// A database laid out by `sql` (an older version's tables), not yet opened by the store.
+    fn older_database(sql: &str) -> (tempfile::TempDir, PathBuf) {
+        let (dir, path) = database();
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
         (dir, path)
     }
 
@@ -904,10 +907,8 @@ mod tests {
 
     #[test]
     fn exchange_contents_of_an_older_database_are_moved_into_the_clustered_table_on_open() {
-        let (_dir, path) = database();
         // The layout before the contents were clustered by credential.
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(
+        let (_dir, path) = older_database(
             "CREATE TABLE exchange_contents (
                  exchange_id   TEXT PRIMARY KEY,
                  credential_id TEXT NOT NULL,
@@ -921,9 +922,7 @@ mod tests {
                  ('x1', 'c2', '2026-11-01T00:00:00Z', '{}', 'first'),
                  ('x2', 'c1', '2026-11-02T00:00:00Z', '{\"a\":1}', 'second'),
                  ('x3', 'c2', '2026-10-01T00:00:00Z', '{}', 'third');",
-        )
-        .unwrap();
-        drop(old);
+        );
 
         let conn = opened(&path);
         let rows: Vec<(String, String, String, String, String)> = conn
@@ -963,10 +962,8 @@ mod tests {
 
     #[test]
     fn an_older_exchange_log_keeps_its_rows_without_the_columns_nothing_reads_on_open() {
-        let (_dir, path) = database();
         // The layout before: the request's method and URL and the user in every log row.
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(
+        let (_dir, path) = older_database(
             "CREATE TABLE provider_exchanges (
                  id             TEXT PRIMARY KEY,
                  credential_id  TEXT    NOT NULL,
@@ -982,9 +979,7 @@ mod tests {
              INSERT INTO provider_exchanges VALUES
                  ('x1', 'c1', 'u1', 'POST', 'https://provider/token', 200, '2026-11-01T00:00:00Z'),
                  ('x2', 'c2', 'u2', 'GET', 'https://provider/me', 401, '2026-11-02T00:00:00Z');",
-        )
-        .unwrap();
-        drop(old);
+        );
 
         let conn = opened(&path);
         let columns = texts(
