@@ -123,8 +123,15 @@ impl FieldSpec {
 /// keeps. The whitespace is spelled out as `\uXXXX` escapes rather than `\s`, whose meaning
 /// differs between regex engines (ECMA-262, Python's `re` with or without `re.ASCII`, Rust's
 /// `regex`): schemathesis reads `\S` in ASCII mode, where U+00A0 or U+3000 is "not a space",
-/// and the server then refused the value as blank.
-pub fn not_blank_pattern() -> String {
+/// and the server then refused the value as blank. Built once (it scans every `char`); the
+/// document is built at start-up and by each server worker.
+pub fn not_blank_pattern() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(whitespace_excluded);
+    &PATTERN
+}
+
+/// `[^…]` of every character for which `char::is_whitespace` holds, in runs.
+fn whitespace_excluded() -> String {
     let mut class = String::from("[^");
     let mut run: Option<(char, char)> = None;
     for c in (char::MIN..=char::MAX).filter(|c| c.is_whitespace()) {
@@ -146,9 +153,10 @@ pub fn not_blank_pattern() -> String {
 
 /// Appends a run of characters to a regex class as `\uXXXX` or `\uXXXX-\uXXXX`.
 fn push_run(class: &mut String, (first, last): (char, char)) {
-    class.push_str(&format!("\\u{:04X}", u32::from(first)));
+    use std::fmt::Write;
+    let _ = write!(class, "\\u{:04X}", u32::from(first));
     if last != first {
-        class.push_str(&format!("-\\u{:04X}", u32::from(last)));
+        let _ = write!(class, "-\\u{:04X}", u32::from(last));
     }
 }
 
@@ -270,7 +278,7 @@ mod tests {
             !pattern.contains("\\s") && !pattern.contains("\\S"),
             "{pattern}"
         );
-        let regex = regex::Regex::new(&pattern).unwrap();
+        let regex = regex::Regex::new(pattern).unwrap();
         let fields = &FIELDS[..1];
         let mut blank = 0;
         for c in char::MIN..=char::MAX {
