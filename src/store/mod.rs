@@ -5,9 +5,11 @@
 //! takes jobs over a channel; reads run on blocking threads with read-only connections.
 //!
 //! Group commit: the writer takes every job that is waiting (up to `max_batch`) and runs them in
-//! one transaction, each inside its own savepoint, so a job that fails (a lost race, say) is
-//! rolled back alone. One COMMIT, so one fsync, makes the whole batch durable, and only then is
-//! each job answered: no request is acknowledged before its write is on disk.
+//! one transaction. One COMMIT, so one fsync, makes the whole batch durable, and only then is
+//! each job answered: no request is acknowledged before its write is on disk. A job that fails
+//! (a lost race, say) must be undone alone: the batch first runs without savepoints (whose
+//! journals copy every page a job changes), and only if one of its jobs fails is it rolled back
+//! and run again with each job in its own savepoint.
 
 mod ledger;
 mod projections;
@@ -85,11 +87,56 @@ pub struct ExchangeContent {
     pub body: String,
 }
 
-/// A write job: runs inside the batch's transaction, in its own savepoint unless it is the
-/// batch's only job (`alone`), and returns whether it succeeded and what answers its caller once
-/// the batch's COMMIT has succeeded or failed.
-type Job = Box<dyn FnOnce(&Connection, bool) -> (bool, Completion) + Send>;
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A write job waiting for, or running in, the writer's transaction.
+trait Job: Send {
+    /// Runs the job in the open transaction, inside its own savepoint if `savepoint`, and keeps
+    /// its result; returns whether it succeeded. It runs again if its batch is rerun.
+    fn run(&mut self, conn: &Connection, savepoint: bool) -> bool;
+    /// Forgets the result of an earlier run (its transaction was rolled back).
+    fn forget(&mut self);
+    /// Answers the caller once the transaction has ended: a failed job with its own error,
+    /// whatever became of the transaction; a job that succeeded, with its result once
+    /// `committed`; a job that never ran, with the transaction's error.
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+/// A `Job` for `Store::write`: the closure, its last result and the way back to its caller.
+struct Pending<F, T> {
+    job: F,
+    result: Option<Result<T, StoreError>>,
+    caller: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for Pending<F, T>
+where
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send,
+    T: Send,
+{
+    fn run(&mut self, conn: &Connection, savepoint: bool) -> bool {
+        let result = if savepoint {
+            in_savepoint(conn, &mut self.job)
+        } else {
+            (self.job)(conn)
+        };
+        let succeeded = result.is_ok();
+        self.result = Some(result);
+        succeeded
+    }
+
+    fn forget(&mut self) {
+        self.result = None;
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match self.result {
+            Some(result) => result.and_then(|value| committed.map(|()| value)),
+            None => Err(committed.err().unwrap_or_else(|| {
+                StoreError::Unavailable("the write transaction was rolled back".into())
+            })),
+        };
+        let _ = self.caller.send(answer);
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -102,7 +149,7 @@ pub struct Store {
 
 /// The way to the writer thread, shared by every clone of a `Store`.
 struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -150,6 +197,9 @@ struct WriterStats {
     commits: AtomicU64,
     /// Write jobs committed.
     jobs: AtomicU64,
+    /// Batches rolled back and run again with a savepoint per job, because one of their jobs
+    /// failed.
+    reruns: AtomicU64,
 }
 
 /// A snapshot of `WriterStats`.
@@ -158,6 +208,7 @@ pub struct WriterCounts {
     pub queued: u64,
     pub commits: u64,
     pub jobs: u64,
+    pub reruns: u64,
 }
 
 impl Store {
@@ -176,7 +227,7 @@ impl Store {
         schema::create_projections(&tx)?;
         tx.commit()?;
 
-        let (writer, jobs) = mpsc::channel::<Job>();
+        let (writer, jobs) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(WriterStats::default());
         let writer_stats = stats.clone();
         let max_batch = options.max_batch.max(1);
@@ -200,33 +251,27 @@ impl Store {
     }
 
     /// Runs `job` on the writer thread, inside a transaction it may share with other jobs;
-    /// answers once that transaction has committed. A job that fails is rolled back alone.
+    /// answers once that transaction has committed. A job that fails is rolled back alone. The
+    /// job may run more than once (its batch is rerun when another of its jobs fails), each time
+    /// in a transaction that is rolled back or committed with it, so it must only write through
+    /// `conn`.
     async fn write<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        job: impl FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn, alone| {
-            // Alone in its transaction, a job needs no savepoint (whose journal holds every page
-            // it changes, as it was): if it fails, the writer rolls the transaction back.
-            let result = if alone {
-                job(conn)
-            } else {
-                in_savepoint(conn, job)
-            };
-            let succeeded = result.is_ok();
-            // A failed job answers with its own error, whatever became of the transaction.
-            let complete: Completion = Box::new(move |committed: Result<(), StoreError>| {
-                let _ = tx.send(result.and_then(|value| committed.map(|()| value)));
-            });
-            (succeeded, complete)
+        let (caller, answer) = tokio::sync::oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Pending {
+            job,
+            result: None,
+            caller,
         });
         self.stats.queued.fetch_add(1, Ordering::SeqCst);
         if self.writer.jobs.send(job).is_err() {
             self.stats.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(StoreError::Unavailable("the writer has stopped".into()));
         }
-        rx.await
+        answer
+            .await
             .map_err(|_| StoreError::Unavailable("the writer dropped a job".into()))?
     }
 
@@ -236,6 +281,7 @@ impl Store {
             queued: self.stats.queued.load(Ordering::SeqCst),
             commits: self.stats.commits.load(Ordering::SeqCst),
             jobs: self.stats.jobs.load(Ordering::SeqCst),
+            reruns: self.stats.reruns.load(Ordering::SeqCst),
         }
     }
 
@@ -394,10 +440,10 @@ impl Store {
 }
 
 /// The writer thread: takes the jobs that are waiting, runs them in one transaction and answers
-/// them after its COMMIT (or, when the only job failed, its ROLLBACK); until the channel closes.
+/// them after its COMMIT (or ROLLBACK); until the channel closes.
 fn run_writer(
     conn: &Connection,
-    jobs: &mpsc::Receiver<Job>,
+    jobs: &mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
     stats: &WriterStats,
 ) {
@@ -410,49 +456,80 @@ fn run_writer(
             }
         }
         stats.queued.fetch_sub(batch.len() as u64, Ordering::SeqCst);
-        let size = batch.len() as u64;
-        if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
-            // Dropping the jobs answers each with "the writer dropped a job": nothing was written.
-            tracing::error!(%error, jobs = size, "cannot begin a write transaction");
-            continue;
+        // Without savepoints first: most batches have no failing job. A job alone in its batch
+        // never needs one, as its failure rolls back the transaction, which holds only its
+        // writes.
+        let mut ended = run_batch(conn, &mut batch, false);
+        if matches!(ended, Ended::JobFailed) && batch.len() > 1 {
+            stats.reruns.fetch_add(1, Ordering::SeqCst);
+            ended = run_batch(conn, &mut batch, true);
         }
-        let alone = batch.len() == 1;
-        let mut failed = false;
-        // Once SQLite has rolled the whole transaction back (disk full, I/O error), later jobs
-        // must not run outside it: they are dropped, which answers them as dropped above.
-        let completions: Vec<Completion> = batch
-            .into_iter()
-            .filter_map(|job| {
-                (!conn.is_autocommit()).then(|| {
-                    let (succeeded, complete) = job(conn, alone);
-                    failed |= !succeeded;
-                    complete
-                })
-            })
-            .collect();
-        let committed = if conn.is_autocommit() {
-            Err(StoreError::Unavailable(
-                "the write transaction was rolled back".into(),
-            ))
-        } else if alone && failed {
-            // The failed job ran without a savepoint: its writes go with the transaction.
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(StoreError::Unavailable("the write was rolled back".into()))
-        } else {
-            run(conn, "COMMIT").map_err(|error| {
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                StoreError::from(error)
-            })
+        let committed = match ended {
+            Ended::Committed => {
+                stats.commits.fetch_add(1, Ordering::SeqCst);
+                stats.jobs.fetch_add(batch.len() as u64, Ordering::SeqCst);
+                Ok(())
+            }
+            Ended::JobFailed => Err(StoreError::Unavailable("the write was rolled back".into())),
+            Ended::Failed(error) => {
+                tracing::error!(%error, jobs = batch.len(), "a write transaction failed");
+                Err(error)
+            }
         };
-        if committed.is_ok() {
-            stats.commits.fetch_add(1, Ordering::SeqCst);
-            stats.jobs.fetch_add(size, Ordering::SeqCst);
+        for job in batch {
+            job.answer(committed.clone());
         }
-        for complete in completions {
-            complete(committed.clone());
+    }
+}
+
+/// How a batch's transaction ended.
+enum Ended {
+    Committed,
+    /// A job failed with no savepoint to undo it alone: the transaction was rolled back.
+    JobFailed,
+    /// The transaction could not begin or commit, or SQLite rolled it back (disk full, I/O).
+    Failed(StoreError),
+}
+
+/// Runs `batch` in one transaction: each job in its own savepoint if `savepoints` (a failed job
+/// is undone alone and the others commit), else all in the transaction itself, which is rolled
+/// back at the first failure.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>], savepoints: bool) -> Ended {
+    for job in batch.iter_mut() {
+        job.forget();
+    }
+    if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
+        return Ended::Failed(error.into());
+    }
+    for job in batch.iter_mut() {
+        // Once SQLite has rolled the whole transaction back, later jobs must not run outside
+        // it: they are answered with the transaction's error.
+        if conn.is_autocommit() {
+            break;
         }
+        if !job.run(conn, savepoints) && !savepoints {
+            rollback(conn);
+            return Ended::JobFailed;
+        }
+    }
+    if conn.is_autocommit() {
+        return Ended::Failed(StoreError::Unavailable(
+            "the write transaction was rolled back".into(),
+        ));
+    }
+    match run(conn, "COMMIT") {
+        Ok(()) => Ended::Committed,
+        Err(error) => {
+            rollback(conn);
+            Ended::Failed(error.into())
+        }
+    }
+}
+
+/// Rolls back the open transaction, if SQLite has not already.
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 
@@ -460,7 +537,7 @@ fn run_writer(
 /// undone, alone, if it fails.
 fn in_savepoint<T>(
     conn: &Connection,
-    job: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    job: &mut impl FnMut(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     run(conn, "SAVEPOINT job")?;
     match job(conn) {
@@ -637,11 +714,14 @@ mod tests {
     ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, running) = tokio::sync::oneshot::channel();
+        let mut started = Some(started);
         let writer = store.clone();
         let job = tokio::spawn(async move {
             writer
                 .write(move |_| {
-                    let _ = started.send(());
+                    if let Some(started) = started.take() {
+                        let _ = started.send(());
+                    }
                     let _ = held.recv();
                     Ok(())
                 })
@@ -703,9 +783,11 @@ mod tests {
             Err(StoreError::Conflict { .. })
         ));
         let after = store.writer_counts();
-        // The holding job's commit, then one commit for the 21 queued jobs.
+        // The holding job's commit, then one commit for the 21 queued jobs, which ran again with
+        // savepoints once the loser had failed.
         assert_eq!(after.commits - before.commits, 2, "{after:?}");
         assert_eq!(after.jobs - before.jobs, 22, "{after:?}");
+        assert_eq!(after.reruns - before.reruns, 1, "{after:?}");
 
         // The loser's savepoint was rolled back alone; the others are durable and gap-free.
         drop(store);
@@ -722,6 +804,103 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM owner_tokens", [], |r| r.get(0))
             .unwrap();
         assert_eq!(tokens, 20);
+    }
+
+    /// A write job for `in_one_batch`.
+    type TestWrite<T> = Box<dyn FnMut(&Connection) -> Result<T, StoreError> + Send>;
+
+    /// Queues `writes` behind a held writer, releases it and returns each write's answer.
+    async fn in_one_batch<T: Send + 'static>(
+        store: &Store,
+        writes: Vec<TestWrite<T>>,
+    ) -> Vec<Result<T, StoreError>> {
+        let (release, held) = hold_writer(store).await;
+        let queued = store.writer_counts().queued + writes.len() as u64;
+        let writes: Vec<_> = writes
+            .into_iter()
+            .map(|write| {
+                let store = store.clone();
+                tokio::spawn(async move { store.write(write).await })
+            })
+            .collect();
+        wait_until_queued(store, queued).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+        let mut answers = Vec::new();
+        for write in writes {
+            answers.push(write.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn given_a_batch_without_failures_then_it_commits_once_and_is_never_rerun() {
+        let (_dir, path) = database();
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let before = store.writer_counts();
+        let writes = (0..10)
+            .map(|i| {
+                Box::new(move |conn: &Connection| {
+                    ledger::append_events(
+                        conn,
+                        &token_append(&format!("t:{i}"), 0),
+                        SystemClock.now(),
+                    )
+                    .map(|events| events.len())
+                })
+                    as Box<dyn FnMut(&Connection) -> Result<usize, StoreError> + Send>
+            })
+            .collect();
+        for answer in in_one_batch(&store, writes).await {
+            assert_eq!(answer.unwrap(), 1);
+        }
+        let after = store.writer_counts();
+        assert_eq!(
+            (
+                after.commits - before.commits,
+                after.jobs - before.jobs,
+                after.reruns
+            ),
+            (2, 11, 0),
+            "{after:?}"
+        );
+        drop(store);
+        assert_eq!(
+            ledger::last_position(&Connection::open(&path).unwrap()).unwrap(),
+            10
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_job_that_writes_then_fails_in_a_batch_then_only_its_writes_are_undone() {
+        let (_dir, path) = database();
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        type Write = TestWrite<()>;
+        let append = |stream: &'static str| -> Write {
+            Box::new(move |conn: &Connection| {
+                ledger::append_events(conn, &token_append(stream, 0), SystemClock.now()).map(|_| ())
+            })
+        };
+        let failing: Write = Box::new(|conn: &Connection| {
+            ledger::append_events(conn, &token_append("failed", 0), SystemClock.now())?;
+            Err(StoreError::Conflict {
+                stream_id: "failed".into(),
+            })
+        });
+        let answers = in_one_batch(&store, vec![append("first"), failing, append("last")]).await;
+        assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+        assert!(
+            matches!(answers[1], Err(StoreError::Conflict { .. })),
+            "{answers:?}"
+        );
+        assert_eq!(store.writer_counts().reruns, 1);
+        drop(store);
+        let streams = texts(
+            &Connection::open(&path).unwrap(),
+            "SELECT stream_id || ' ' || position FROM events ORDER BY position",
+        );
+        // Gap-free: the failed job's position was taken again by the job after it.
+        assert_eq!(streams, ["first 1", "last 2"]);
     }
 
     #[tokio::test]
