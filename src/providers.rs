@@ -103,17 +103,23 @@ macro_rules! declare_providers {
             )*
         }
 
-        /// Registers every provider's endpoints.
+        /// Registers every provider's endpoints, in one scope for the user (so a request
+        /// matches the path's one parameter once, not once per provider) with a static one
+        /// per provider inside it. Registered after the user's own routes: a scope that
+        /// matches takes the request even when nothing inside it does.
         pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-            $(cfg.service(
-                utoipa_actix_web::scope(concat!("/users/{leafUserId}/", $slug))
-                    .service($module::get_credentials)
-                    .service($module::post_credentials)
-                    .service($module::delete_credentials)
-                    .service($module::get_status)
-                    .service($module::get_events)
-                    .service($module::post_check),
-            );)*
+            cfg.service(
+                utoipa_actix_web::scope("/users/{leafUserId}")
+                    $(.service(
+                        utoipa_actix_web::scope(concat!("/", $slug))
+                            .service($module::get_credentials)
+                            .service($module::post_credentials)
+                            .service($module::delete_credentials)
+                            .service($module::get_status)
+                            .service($module::get_events)
+                            .service($module::post_check),
+                    ))*
+            );
         }
 
         $(
