@@ -403,6 +403,29 @@ fn seed(
     ids
 }
 
+/// How many 16 KiB writes, each followed by `fdatasync`, one file takes per second: the most
+/// commits per second anything durable can make on this disk, one at a time.
+fn synced_writes_per_second(path: &Path) -> f64 {
+    use std::io::{Seek, Write};
+    let mut file = std::fs::File::create(path).unwrap();
+    let page = [7u8; 16 * 1024];
+    let started = Instant::now();
+    let mut writes = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        // Appends, like WAL frames, wrapping at 64 MiB.
+        if writes.is_multiple_of(4096) {
+            file.rewind().unwrap();
+        }
+        file.write_all(&page).unwrap();
+        file.sync_data().unwrap();
+        writes += 1;
+    }
+    let rate = writes as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    rate
+}
+
 fn raw_scan(path: &Path) -> u64 {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut stmt = conn
@@ -496,6 +519,10 @@ fn main() {
         println!(
             "    non-2xx answers: {} grouped, {} one-per-request",
             grouped.errors, single.errors
+        );
+        println!(
+            "    this disk alone: {:.0} synced 16 KiB writes/s (write + fdatasync, one file, 2 s)",
+            synced_writes_per_second(&root.join("writes/fsync.probe"))
         );
     }
 
