@@ -7,17 +7,13 @@ use crate::domain::{DomainEvent, OwnerId, Timestamp};
 
 /// The stream's current version: 0 when it has no events.
 pub fn stream_version(conn: &Connection, stream_id: &str) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1",
-        [stream_id],
-        |row| row.get(0),
-    )
+    conn.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")?
+        .query_row([stream_id], |row| row.get(0))
 }
 
 pub fn last_position(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
-        row.get(0)
-    })
+    conn.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
+        .query_row([], |row| row.get(0))
 }
 
 /// Appends one stream's events if the stream is still at `expected_version`.
