@@ -1,6 +1,7 @@
 //! `cargo bench --bench perf`: loads the release server over HTTP on loopback with `wrk` and
 //! prints every figure of the performance targets beside its baseline from the same run, and
-//! the ratio. Scale with BENCH_SECONDS (per load phase, default 8), BENCH_EVENTS (ledger size
+//! the ratio. Creates and credential reads run in three rounds alternating with their
+//! baselines, half of BENCH_SECONDS each. Scale with BENCH_SECONDS (per load, default 8), BENCH_EVENTS (ledger size
 //! for the replay phase, default 1 000 000), BENCH_CREDENTIALS and BENCH_EXCHANGES (the
 //! exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
 //! against another build of the server (to compare two versions on the same ledgers).
@@ -137,12 +138,13 @@ function init(args)
   wrk.body = os.getenv("BENCH_BODY") ~= "" and os.getenv("BENCH_BODY") or nil
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
   wrk.headers["Content-Type"] = "application/json"
+  prefix, suffix = os.getenv("BENCH_PREFIX"), os.getenv("BENCH_SUFFIX")
 end
 function request()
   counter = counter + 1
   -- thread t takes ids t+1, t+3, …: no two connections work on the same user at once
   local i = ((counter * 2 + tid) % n) + 1
-  return wrk.format(nil, os.getenv("BENCH_PREFIX") .. ids[i] .. os.getenv("BENCH_SUFFIX"))
+  return wrk.format(nil, prefix .. ids[i] .. suffix)
 end
 "#;
 
@@ -240,10 +242,62 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn report(what: &str, value: f64, unit: &str, baseline: &str, base: f64, target: &str) {
+    report_ratio(what, value, unit, baseline, base, value / base, target);
+}
+
+fn report_ratio(
+    what: &str,
+    value: f64,
+    unit: &str,
+    baseline: &str,
+    base: f64,
+    ratio: f64,
+    target: &str,
+) {
     println!(
-        "{what:<44} {value:>12.1} {unit:<9} | {baseline:<34} {base:>12.1} | ratio {:>7.2} | target {target}",
-        value / base
+        "{what:<44} {value:>12.1} {unit:<9} | {baseline:<34} {base:>12.1} | ratio {ratio:>7.2} | target {target}"
     );
+}
+
+/// Rounds of a load and its baseline, run in turn.
+const ROUNDS: usize = 3;
+
+/// Runs the baseline and the measured load in turn, `ROUNDS` times, so that a machine whose
+/// speed drifts (a shared one does, by a third over a day) weighs on both alike; prints every
+/// round and reports the medians: of each side's rate, and of the rounds' ratios.
+fn alternate(
+    what: &str,
+    baseline: &str,
+    target: &str,
+    mut base: impl FnMut(usize) -> Load,
+    mut measured: impl FnMut(usize) -> Load,
+) -> Vec<(Load, Load)> {
+    let rounds: Vec<(Load, Load)> = (0..ROUNDS)
+        .map(|round| {
+            let b = base(round);
+            (measured(round), b)
+        })
+        .collect();
+    let line: Vec<String> = rounds
+        .iter()
+        .map(|(m, b)| format!("{:.0} vs {:.0} ({:.2})", m.rps, b.rps, m.rps / b.rps))
+        .collect();
+    println!("    rounds, measured vs baseline: {}", line.join(", "));
+    let median_of = |f: &dyn Fn(&(Load, Load)) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    report_ratio(
+        what,
+        median_of(&|(m, _)| m.rps),
+        "req/s",
+        baseline,
+        median_of(&|(_, b)| b.rps),
+        median_of(&|(m, b)| m.rps / b.rps),
+        target,
+    );
+    rounds
 }
 
 /// A ledger with an owner `bench`, whose id is returned.
@@ -456,6 +510,8 @@ fn main() {
         return; // `cargo bench -- --list` and `cargo test --benches` probe harness-less benches
     }
     let seconds = env_or("BENCH_SECONDS", 8);
+    // The alternated loads run in rounds of half that each.
+    let round_seconds = seconds.div_ceil(2).max(1);
     let target_events = env_or("BENCH_EVENTS", 1_000_000);
     let credentials = env_or("BENCH_CREDENTIALS", 100_000);
     let exchanges = env_or("BENCH_EXCHANGES", 10_000_000);
@@ -463,7 +519,10 @@ fn main() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("credential-ledger performance, {cpus} cores, {CONNECTIONS} wrk connections, {seconds} s per load");
+    println!(
+        "credential-ledger performance, {cpus} cores, {CONNECTIONS} wrk connections, {seconds} s per load \
+         ({ROUNDS} alternated rounds of {round_seconds} s for creates and credential reads)"
+    );
     println!();
     let mut peak_rss: f64 = 0.0;
     let phases =
@@ -486,7 +545,8 @@ fn main() {
             .collect();
         drop(ledger);
         drop(rt);
-        let mut run = |batch: &str, ids: &[String]| {
+        let peak = std::cell::Cell::new(peak_rss);
+        let run = |batch: &str, ids: &[String]| {
             let (server, _) = Server::start(&db, &["--write-batch", batch]);
             let token = server.login();
             let load = wrk(
@@ -499,26 +559,28 @@ fn main() {
                 "/john-deere-credentials",
                 CREDENTIAL_BODY,
                 CONNECTIONS,
-                seconds,
+                round_seconds,
             );
-            peak_rss = peak_rss.max(server.peak_rss_mib());
+            peak.set(peak.get().max(server.peak_rss_mib()));
             load
         };
         read_users = users[..1000].to_vec();
-        let (first, second) = users[1000..].split_at((users.len() - 1000) / 2);
-        let single = run("1", first);
-        let grouped = run("256", second);
-        report(
+        // Each round of each side posts to users of its own.
+        let slices: Vec<&[String]> = users[1000..]
+            .chunks((users.len() - 1000).div_ceil(2 * ROUNDS))
+            .collect();
+        let rounds = alternate(
             "credential POST, group commit (req/s)",
-            grouped.rps,
-            "req/s",
             "one commit per request (req/s)",
-            single.rps,
             ">= 10",
+            |round| run("1", slices[2 * round]),
+            |round| run("256", slices[2 * round + 1]),
         );
+        peak_rss = peak.get();
         println!(
             "    non-2xx answers: {} grouped, {} one-per-request",
-            grouped.errors, single.errors
+            rounds.iter().map(|(m, _)| m.errors).sum::<u64>(),
+            rounds.iter().map(|(_, b)| b.errors).sum::<u64>()
         );
         println!(
             "    this disk alone: {:.0} synced 16 KiB writes/s (write + fdatasync, one file, 2 s)",
@@ -550,30 +612,30 @@ fn main() {
             })
             .collect();
         assert!(!with_credentials.is_empty(), "no credentials to read");
-        let health = health_load(&root, &server.base, &token, CONNECTIONS, seconds);
-        let get = wrk(
-            &root,
-            &server.base,
-            &token,
-            "GET",
-            "/services/usermanagement/api/users/",
-            &with_credentials,
-            "/john-deere-credentials",
-            "",
-            CONNECTIONS,
-            seconds,
-        );
-        report(
+        let rounds = alternate(
             "credential GET (req/s)",
-            get.rps,
-            "req/s",
             "GET /health (req/s)",
-            health.rps,
             ">= 0.6",
+            |_| health_load(&root, &server.base, &token, CONNECTIONS, round_seconds),
+            |_| {
+                wrk(
+                    &root,
+                    &server.base,
+                    &token,
+                    "GET",
+                    "/services/usermanagement/api/users/",
+                    &with_credentials,
+                    "/john-deere-credentials",
+                    "",
+                    CONNECTIONS,
+                    round_seconds,
+                )
+            },
         );
         println!(
             "    non-2xx answers: {} credential GET, {} health",
-            get.errors, health.errors
+            rounds.iter().map(|(m, _)| m.errors).sum::<u64>(),
+            rounds.iter().map(|(_, b)| b.errors).sum::<u64>()
         );
         peak_rss = peak_rss.max(server.peak_rss_mib());
     }
