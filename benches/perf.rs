@@ -1,9 +1,9 @@
 //! `cargo bench --bench perf`: loads the release server over HTTP on loopback with `wrk` and
 //! prints every figure of the performance targets beside its baseline from the same run, and
 //! the ratio. Creates and credential reads run in three rounds alternating with their
-//! baselines, half of BENCH_SECONDS each. Scale with BENCH_SECONDS (per load, default 8), BENCH_EVENTS (ledger size
-//! for the replay phase, default 1 000 000), BENCH_CREDENTIALS and BENCH_EXCHANGES (the
-//! exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
+//! baselines, half of BENCH_SECONDS each. Scale with BENCH_SECONDS (per load, default 8),
+//! BENCH_EVENTS (ledger size for the replay phase, default 1 000 000), BENCH_CREDENTIALS and
+//! BENCH_EXCHANGES (the exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
 //! against another build of the server (to compare two versions on the same ledgers).
 //! BENCH_PHASES picks phases (a comma list of writes, reads, replay, exchanges; reads needs
 //! writes), and BENCH_KEEP=1 keeps the ledgers under target/tmp/perf for a closer look. Needs
