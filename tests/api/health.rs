@@ -59,7 +59,7 @@ async fn events(app: &TestApp, user: &str) -> Vec<Value> {
 }
 
 async fn raven(app: &TestApp, user: &str) -> Value {
-    app.get_credentials(user, RAVEN).await.json().await.unwrap()
+    app.credentials_json(user, RAVEN).await
 }
 
 async fn check_now(app: &TestApp, user: &str) -> reqwest::Response {
@@ -165,12 +165,7 @@ async fn john_deere_authenticates_with_basic_auth_and_its_environment() {
     );
     assert!(!provider.seen()[0].form.contains_key("client_secret"));
     eventually("the scopes are stored", || async {
-        let jd: Value = app
-            .get_credentials(&user, "john-deere-credentials")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let jd: Value = app.credentials_json(&user, "john-deere-credentials").await;
         jd["scopes"] == json!(["read", "write"])
             && jd["tokenMetadata"]["scopes"] == json!(["read", "write"])
     })

@@ -329,6 +329,13 @@ impl TestApp {
         self.get_credentials_as(&self.token, user, slug).await
     }
 
+    /// The user's credentials for the provider at `slug`, which must answer 200.
+    pub async fn credentials_json(&self, user: &str, slug: &str) -> serde_json::Value {
+        let response = self.get_credentials(user, slug).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {slug} of {user}");
+        response.json().await.unwrap()
+    }
+
     pub async fn post_credentials_as(
         &self,
         token: &str,

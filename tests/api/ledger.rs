@@ -32,12 +32,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
     let (slug, _, body) = providers().remove(1);
     app.post_credentials(&users[0], slug, &body).await; // replaced
                                                         // An exchange logged for a credential that is then deleted: its log row goes with it.
-    let doomed: Value = app
-        .get_credentials(&users[1], "raven-credentials")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let doomed: Value = app.credentials_json(&users[1], "raven-credentials").await;
     let logged = crate::helpers::exchange(
         &users[1],
         doomed["id"].as_str().unwrap(),
@@ -51,12 +46,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
     app.update_user(&json!({"id": users[2], "name": "renamed"}))
         .await;
     app.delete_user(&users[3]).await;
-    let raven: Value = app
-        .get_credentials(&users[2], "raven-credentials")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let raven: Value = app.credentials_json(&users[2], "raven-credentials").await;
     app.ledger
         .execute(
             users[2].parse::<UserId>().unwrap(),
@@ -89,11 +79,8 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
     assert_eq!(status["status"], "UNAUTHENTICATED");
     // The health worker's events: a check that rotated tokens, then a check asked for.
     let john_deere: Value = app
-        .get_credentials(&users[2], "john-deere-credentials")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .credentials_json(&users[2], "john-deere-credentials")
+        .await;
     let rotated = CheckResult {
         status: CredentialStatus::Ok,
         tokens: Some(IssuedTokens {
@@ -149,12 +136,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         );
     }
     // The server goes on serving from the rebuilt projections.
-    let read: Value = app
-        .get_credentials(&users[2], "raven-credentials")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let read: Value = app.credentials_json(&users[2], "raven-credentials").await;
     assert_eq!(read["status"], "UNAUTHENTICATED");
 }
 

@@ -48,7 +48,7 @@ async fn secrets_are_stored_only_encrypted_yet_read_back_in_clear() {
             app.post_credentials(&user, slug, &body).await.status(),
             StatusCode::CREATED
         );
-        let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
+        let read: Value = app.credentials_json(&user, slug).await;
         for (field, value) in body.as_object().unwrap() {
             assert_eq!(&read[field], value, "{slug}.{field} reads back in clear");
         }
@@ -188,7 +188,7 @@ async fn rotate_key_rewraps_every_data_key_while_the_server_runs() {
     );
 
     // The running server learns the new key from the file on first use.
-    let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
+    let read: Value = app.credentials_json(&user, slug).await;
     assert_eq!(read["clientSecret"], body["clientSecret"]);
     let (slug, body, _) = secret_bodies().remove(0);
     assert_eq!(

@@ -42,11 +42,8 @@ async fn a_user_can_be_created_with_credentials_for_every_provider() {
     let user: Value = response.json().await.unwrap();
     for (slug, object, _) in providers() {
         let credentials: Value = app
-            .get_credentials(user["id"].as_str().unwrap(), slug)
-            .await
-            .json()
-            .await
-            .unwrap();
+            .credentials_json(user["id"].as_str().unwrap(), slug)
+            .await;
         assert_eq!(
             user[object], credentials,
             "{object} in the user equals GET {slug}"
