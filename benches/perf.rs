@@ -236,6 +236,30 @@ fn health_load(dir: &Path, base: &str, token: &str, connections: u32, seconds: u
     )
 }
 
+/// wrk on `GET` of a John Deere credential's `path` (`""`, `/events`, …) of `users` in turn.
+fn john_deere_load(
+    dir: &Path,
+    base: &str,
+    token: &str,
+    users: &[String],
+    path: &str,
+    connections: u32,
+    seconds: u64,
+) -> Load {
+    wrk(
+        dir,
+        base,
+        token,
+        "GET",
+        "/services/usermanagement/api/users/",
+        users,
+        &format!("/john-deere-credentials{path}"),
+        "",
+        connections,
+        seconds,
+    )
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -618,14 +642,11 @@ fn main() {
             ">= 0.6",
             |_| health_load(&root, &server.base, &token, CONNECTIONS, round_seconds),
             |_| {
-                wrk(
+                john_deere_load(
                     &root,
                     &server.base,
                     &token,
-                    "GET",
-                    "/services/usermanagement/api/users/",
                     &with_credentials,
-                    "/john-deere-credentials",
                     "",
                     CONNECTIONS,
                     round_seconds,
@@ -735,15 +756,12 @@ fn main() {
         // Spread over the whole table: every 7th user.
         let sample: Vec<String> = users.iter().step_by(7).cloned().collect();
         let events_load = |connections, seconds| {
-            wrk(
+            john_deere_load(
                 &root,
                 &server.base,
                 &token,
-                "GET",
-                "/services/usermanagement/api/users/",
                 &sample,
-                "/john-deere-credentials/events",
-                "",
+                "/events",
                 connections,
                 seconds,
             )
