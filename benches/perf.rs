@@ -15,14 +15,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credential_ledger::crypto::{KeySource, Keyring};
+use credential_ledger::app::crypto::{KeySource, Keyring};
+use credential_ledger::app::{Secrets, Service};
 use credential_ledger::domain::event::{ExchangeMeta, IssuedTokens, UserProfile};
 use credential_ledger::domain::{
     Clock, CredentialId, CredentialStatus, DomainEvent, ExchangeId, OwnerId, Provider, SystemClock,
     UserId,
 };
-use credential_ledger::ledger::Ledger;
-use credential_ledger::store::{ExchangeContent, SideWrites, Store, StoreOptions, StreamAppend};
+use credential_ledger::store::{
+    ExchangeContent, SharedStore, SideWrites, SqliteStore, StoreOptions, StreamAppend,
+};
 
 /// The server under test: this build, or `BENCH_SERVER`.
 fn server_binary() -> PathBuf {
@@ -325,14 +327,15 @@ fn alternate(
 }
 
 /// A ledger with an owner `bench`, whose id is returned.
-fn new_ledger(path: &Path) -> (tokio::runtime::Runtime, Ledger, OwnerId) {
+fn new_ledger(path: &Path) -> (tokio::runtime::Runtime, Service, OwnerId) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let store = Store::open(path, StoreOptions::default()).unwrap();
+    let store = SqliteStore::open(path, StoreOptions::default()).unwrap();
     let keyring = Keyring::open(KeySource::File(path.with_file_name("master.key"))).unwrap();
-    let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(keyring));
+    let secrets = Secrets::new(Arc::new(keyring), false);
+    let ledger = Service::new(Arc::new(store), Arc::new(SystemClock), secrets);
     let owner = rt.block_on(ledger.create_owner("bench", PASSWORD)).unwrap();
     (rt, ledger, owner)
 }
@@ -346,7 +349,7 @@ const EXCHANGE_RUN: u64 = 10;
 /// credentials (see `EXCHANGE_RUN`). Returns the user ids.
 fn seed(
     rt: &tokio::runtime::Runtime,
-    store: &Store,
+    store: &SharedStore,
     owner: OwnerId,
     users: u64,
     checks: u64,
@@ -360,7 +363,7 @@ fn seed(
     let mut pending = 0;
     let mut credentials = Vec::with_capacity(users as usize);
     let flush = |appends: &mut Vec<StreamAppend>, side: &mut SideWrites| {
-        rt.block_on(store.append_with(std::mem::take(appends), std::mem::take(side), now))
+        rt.block_on(store.append(std::mem::take(appends), std::mem::take(side), now))
             .unwrap();
     };
     for n in 0..users {

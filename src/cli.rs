@@ -5,12 +5,12 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::crypto::{KeySource, Keyring};
+use crate::app::crypto::{KeySource, Keyring};
+use crate::app::{Secrets, Service};
+use crate::config::Settings;
 use crate::domain::SystemClock;
-use crate::ledger::Ledger;
-use crate::startup::{Application, Settings};
-use crate::store::WrappedKey;
-use crate::store::{Store, StoreOptions};
+use crate::startup::Application;
+use crate::store::{SqliteStore, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,8 +54,8 @@ struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    fn open(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(&self.database, self.options())?)
+    fn open(&self) -> anyhow::Result<SqliteStore> {
+        Ok(SqliteStore::open(&self.database, self.options())?)
     }
 
     fn key_source(&self) -> KeySource {
@@ -70,12 +70,12 @@ impl DatabaseArgs {
         }
     }
 
-    fn ledger(&self) -> anyhow::Result<Ledger> {
+    fn service(&self) -> anyhow::Result<Service> {
         let keyring = Keyring::open(self.key_source())?;
-        Ok(Ledger::new(
-            self.open()?,
+        Ok(Service::new(
+            Arc::new(self.open()?),
             Arc::new(SystemClock),
-            Arc::new(keyring),
+            Secrets::new(Arc::new(keyring), false),
         ))
     }
 
@@ -118,14 +118,14 @@ struct ServeArgs {
         env = "CREDENTIAL_LEDGER_TOKEN_URLS",
         value_delimiter = ','
     )]
-    token_urls: Vec<crate::health::TokenUrl>,
+    token_urls: Vec<crate::checks::TokenUrl>,
     /// Scopes a provider's tokens must carry, `PROVIDER=SCOPE SCOPE…` (missing: MISSING_PERMISSION).
     #[arg(
         long = "required-scopes",
         env = "CREDENTIAL_LEDGER_REQUIRED_SCOPES",
         value_delimiter = ','
     )]
-    required_scopes: Vec<crate::health::RequiredScopes>,
+    required_scopes: Vec<crate::checks::RequiredScopes>,
     /// How many credential checks run at once.
     #[arg(long, env = "CREDENTIAL_LEDGER_CHECK_CONCURRENCY", default_value_t = 8)]
     check_concurrency: usize,
@@ -181,45 +181,25 @@ impl Cli {
                     password.len() >= 8,
                     "the password must have at least 8 characters"
                 );
-                let ledger = self.database.ledger()?;
-                let id = ledger.create_owner(&username, &password).await?;
+                let service = self.database.service()?;
+                let id = service.create_owner(&username, &password).await?;
                 println!("created owner {username} ({id})");
                 Ok(())
             }
             Some(Command::Openapi) => {
-                print!("{}", crate::openapi::document_json());
+                print!("{}", crate::http::openapi::document_json());
                 Ok(())
             }
             Some(Command::RotateKey) => {
-                let ledger = self.database.ledger()?;
-                let keyring = ledger.keyring_handle();
-                let new_id = keyring.add_key()?;
-                let rewrap = keyring.clone();
-                let count = ledger
-                    .store()
-                    .rewrap_keys(move |old| {
-                        let aad = old.credential_id.to_string();
-                        let key = rewrap
-                            .unwrap(&old.key_id, &old.wrapped, &aad)
-                            .map_err(|e| e.to_string())?;
-                        let (key_id, wrapped) =
-                            rewrap.wrap(&key, &aad).map_err(|e| e.to_string())?;
-                        Ok(WrappedKey {
-                            credential_id: old.credential_id,
-                            key_id,
-                            wrapped,
-                        })
-                    })
-                    .await?;
+                let (new_id, count) = self.database.service()?.rotate_master_key().await?;
                 println!("master key {new_id} is active; {count} data keys re-wrapped with it");
                 Ok(())
             }
             Some(Command::Rebuild) => {
                 let store = self.database.open()?;
                 let started = std::time::Instant::now();
-                let done = store
-                    .rebuild(|done, total| eprintln!("rebuild: {done}/{total} events applied"))
-                    .await?;
+                let progress = |done, total| eprintln!("rebuild: {done}/{total} events applied");
+                let done = crate::store::EventStore::rebuild(&store, Box::new(progress)).await?;
                 println!(
                     "rebuilt every projection from {done} events in {:.2?}",
                     started.elapsed()
@@ -249,13 +229,13 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         store: database.options(),
         master_key: database.key_source(),
         mask_secrets: args.mask_secrets,
-        rate_limits: crate::api::limits::RateLimits {
+        rate_limits: crate::http::limits::RateLimits {
             owner_per_second: args.owner_rate,
             owner_burst: args.owner_rate.saturating_mul(2),
             logins_per_minute: args.login_rate,
         },
         workers: args.workers,
-        health: crate::health::HealthSettings {
+        checks: crate::checks::CheckSettings {
             enabled: !args.no_health_checks,
             concurrency: args.check_concurrency,
             timeout: std::time::Duration::from_secs(args.check_timeout_secs),
@@ -265,7 +245,7 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let app = Application::build(settings.clone()).await?;
-    if let Some((username, password)) = app.ledger().bootstrap_owner().await? {
+    if let Some((username, password)) = app.service().bootstrap_owner().await? {
         // Shown once, on the terminal only: never logged.
         println!("No API owner existed, so one was created. Log in with:");
         println!("  username: {username}");

@@ -7,16 +7,70 @@ use serde_json::{Map, Value};
 
 use super::{CredentialId, CredentialStatus, ExchangeId, OwnerId, Provider, Timestamp, UserId};
 
-/// The editable fields of a Leaf user.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserProfile {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub address: Option<String>,
-    pub external_id: Option<String>,
+/// Calls `$callback!` with `{ $args }` followed by the fields of a Leaf user's profile, each
+/// with its doc: spelled here once for the event, the answers and requests that carry them
+/// (`profile_struct!`), and their validation (`profile_specs!`).
+macro_rules! with_profile_fields {
+    ($callback:ident ! { $($args:tt)* }) => {
+        $crate::domain::event::$callback! { $($args)*
+            /// The user's name.
+            name,
+            /// The user's email address.
+            email,
+            /// The user's phone number.
+            phone,
+            /// The user's postal address.
+            address,
+            /// Your own id for this user.
+            external_id,
+        }
+    };
 }
+pub(crate) use with_profile_fields;
+
+/// A struct with `{ before }` fields, then the profile's (each an optional string), then
+/// `{ after }` fields: `with_profile_fields!(profile_struct! { #[attrs] pub struct Name { … } { … } })`.
+macro_rules! profile_struct {
+    (
+        $(#[$meta:meta])* pub struct $name:ident { $($before:tt)* } { $($after:tt)* }
+        $( $(#[doc = $doc:literal])* $field:ident, )*
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($before)*
+            $( $(#[doc = $doc])* pub $field: Option<String>, )*
+            $($after)*
+        }
+    };
+}
+pub(crate) use profile_struct;
+
+/// `pub const $name: &[FieldSpec]`: the profile's fields, all optional plain text.
+macro_rules! profile_specs {
+    ($(#[$meta:meta])* $name:ident $( $(#[doc = $doc:literal])* $field:ident, )*) => {
+        $(#[$meta])*
+        pub const $name: &[$crate::domain::fields::FieldSpec] = &[$(
+            $crate::domain::fields::FieldSpec {
+                rust_name: stringify!($field),
+                required: false,
+                kind: $crate::domain::fields::FieldKind::Plain,
+            },
+        )*];
+    };
+}
+pub(crate) use profile_specs;
+
+with_profile_fields!(profile_struct! {
+    /// The editable fields of a Leaf user.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct UserProfile {} {}
+});
+
+with_profile_fields!(profile_specs! {
+    /// How a profile in a request body is validated.
+    PROFILE
+});
 
 /// One HTTP exchange between the service and a provider, secrets already redacted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

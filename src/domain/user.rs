@@ -146,13 +146,6 @@ pub enum UserCommand {
         provider: Provider,
         now: Timestamp,
     },
-    /// A background check's verdict on one credential; ignored if it was replaced meanwhile.
-    ChangeStatus {
-        credential_id: CredentialId,
-        provider: Provider,
-        status: CredentialStatus,
-        reason: Option<String>,
-    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -312,27 +305,6 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
                 credential_id: current.id,
                 provider,
                 at: now,
-            }])
-        }
-        UserCommand::ChangeStatus {
-            credential_id,
-            provider,
-            status,
-            reason,
-        } => {
-            let UserState::Live(user) = state else {
-                return Err(UserError::StaleCredential);
-            };
-            let current = current_credential(user, provider, credential_id)?;
-            if current.status == status {
-                return Ok(vec![]);
-            }
-            Ok(vec![E::CredentialStatusChanged {
-                user_id: user.id,
-                credential_id,
-                provider,
-                status,
-                reason,
             }])
         }
     }
@@ -626,13 +598,17 @@ mod tests {
                 created_at: at(),
             },
         );
-        let change = UserCommand::ChangeStatus {
+        let record = UserCommand::RecordCheck {
             credential_id: old,
             provider: Provider::Raven,
-            status: CredentialStatus::Unauthenticated,
-            reason: None,
+            result: CheckResult {
+                status: CredentialStatus::Unauthenticated,
+                tokens: None,
+                reason: "invalid_grant".into(),
+            },
+            now: at(),
         };
-        assert_eq!(decide(&state, change), Err(UserError::StaleCredential));
+        assert_eq!(decide(&state, record), Err(UserError::StaleCredential));
     }
 
     fn ok_with(refresh: Option<&str>, expires_in_minutes: i64) -> CheckResult {
@@ -747,16 +723,22 @@ mod tests {
     }
 
     #[test]
-    fn given_a_status_when_set_to_the_same_then_nothing_happens() {
+    fn given_a_status_when_a_check_finds_the_same_then_no_status_change_is_recorded() {
         let g = a_user();
         let id = CredentialId::new();
         let state = with_raven(&g, id);
-        let change = UserCommand::ChangeStatus {
+        let record = UserCommand::RecordCheck {
             credential_id: id,
             provider: Provider::Raven,
-            status: CredentialStatus::Ok,
-            reason: None,
+            result: ok_with(None, 60),
+            now: at(),
         };
-        assert_eq!(decide(&state, change), Ok(vec![]));
+        let events = decide(&state, record).unwrap();
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, DomainEvent::CredentialStatusChanged { .. })),
+            "{events:?}"
+        );
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn logging_in_returns_a_bearer_token_that_opens_the_api() {
     let app = spawn_app().await;
-    app.ledger
+    app.service
         .create_owner("bob", "bobs password")
         .await
         .unwrap();

@@ -3,15 +3,15 @@
 
 use crate::fake_provider::{FakeProvider, Reply};
 use crate::helpers::{problem, spawn_app_with, TestApp};
-use credential_ledger::health::{HealthSettings, RequiredScopes, TokenUrl};
+use credential_ledger::checks::{CheckSettings, RequiredScopes, TokenUrl};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const RAVEN: &str = "raven-credentials";
 
-fn settings(token_url: &str) -> HealthSettings {
-    HealthSettings {
+fn settings(token_url: &str) -> CheckSettings {
+    CheckSettings {
         enabled: true,
         tick: Duration::from_millis(25),
         concurrency: 4,

@@ -1,14 +1,15 @@
 //! `spawn_app()`: the real server on port 0 over a fresh SQLite file, a clock the test moves,
 //! and one typed method per endpoint.
 
-use credential_ledger::api::limits::RateLimits;
+use credential_ledger::app::Service;
+use credential_ledger::checks::CheckSettings;
+use credential_ledger::config::Settings;
 use credential_ledger::domain::event::{ExchangeMeta, ProviderExchange};
 use credential_ledger::domain::time::ManualClock;
 use credential_ledger::domain::Clock;
 use credential_ledger::domain::{ExchangeId, Provider, Timestamp};
-use credential_ledger::health::HealthSettings;
-use credential_ledger::ledger::Ledger;
-use credential_ledger::startup::{Application, Settings};
+use credential_ledger::http::limits::RateLimits;
+use credential_ledger::startup::Application;
 use credential_ledger::store::StoreOptions;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -71,7 +72,7 @@ pub fn exchange(
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub ledger: Ledger,
+    pub service: Service,
     pub clock: Arc<ManualClock>,
     pub database: PathBuf,
     /// A bearer token of the owner `alice`.
@@ -84,7 +85,7 @@ pub struct TestApp {
 /// The app without background checks (tests that exercise them use `spawn_app_with`).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(
-        HealthSettings {
+        CheckSettings {
             enabled: false,
             ..Default::default()
         },
@@ -95,10 +96,10 @@ pub async fn spawn_app() -> TestApp {
 
 /// The app with these health settings, over `database` if given (else a fresh one).
 pub async fn spawn_app_with(
-    health: HealthSettings,
+    health: CheckSettings,
     database: Option<(tempfile::TempDir, PathBuf)>,
 ) -> TestApp {
-    spawn_configured(database, |settings| settings.health = health).await
+    spawn_configured(database, |settings| settings.checks = health).await
 }
 
 /// The app with its settings adjusted by `configure`, over `database` if given.
@@ -119,11 +120,11 @@ pub async fn spawn_configured(
         database: database.clone(),
         store: StoreOptions::default(),
         workers: 2,
-        health: HealthSettings {
+        checks: CheckSettings {
             enabled: false,
             ..Default::default()
         },
-        master_key: credential_ledger::crypto::KeySource::File(dir.path().join("master.key")),
+        master_key: credential_ledger::app::crypto::KeySource::File(dir.path().join("master.key")),
         mask_secrets: false,
         // Tests log in often; the rate-limit tests set their own limits.
         rate_limits: RateLimits {
@@ -137,28 +138,21 @@ pub async fn spawn_configured(
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let ledger = app.ledger().clone();
+    let service = app.service().clone();
     let server = app.server_handle();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut test = TestApp {
         address,
         client,
-        ledger,
+        service,
         clock,
         database,
         token: String::new(),
         dir: Some(dir),
         server,
     };
-    if test
-        .ledger
-        .store()
-        .read(credential_ledger::store::views::count_owners)
-        .await
-        .unwrap()
-        == 0
-    {
+    if test.service.store().count_owners().await.unwrap() == 0 {
         test.token = test.owner_token("alice").await;
     } else {
         test.relogin().await;
@@ -169,7 +163,7 @@ pub async fn spawn_configured(
 impl TestApp {
     /// Stops this server and its worker, and starts a new one over the same database (the
     /// clock carries on from where it was).
-    pub async fn restart(mut self, health: HealthSettings) -> TestApp {
+    pub async fn restart(mut self, health: CheckSettings) -> TestApp {
         self.server.stop(true).await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let now = self.clock.now();
@@ -185,7 +179,7 @@ impl TestApp {
 
     /// Creates an owner and logs it in.
     pub async fn owner_token(&self, username: &str) -> String {
-        self.ledger
+        self.service
             .create_owner(username, "correct horse battery")
             .await
             .expect("owner created");

@@ -1,6 +1,6 @@
 use crate::helpers::{providers, spawn_app, TestApp};
 use credential_ledger::domain::event::IssuedTokens;
-use credential_ledger::domain::user::{CheckResult, UserCommand};
+use credential_ledger::domain::user::CheckResult;
 use credential_ledger::domain::{CredentialStatus, Provider, UserId};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -38,24 +38,27 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         doomed["id"].as_str().unwrap(),
         "raven-credentials",
         200,
-        app.ledger.now(),
+        app.service.now(),
         "{}",
     );
-    app.ledger.record_exchange(logged).await.unwrap();
+    app.service.record_exchange(logged).await.unwrap();
     app.delete_credentials(&users[1], "raven-credentials").await;
     app.update_user(&json!({"id": users[2], "name": "renamed"}))
         .await;
     app.delete_user(&users[3]).await;
     let raven: Value = app.credentials_json(&users[2], "raven-credentials").await;
-    app.ledger
-        .execute(
+    let revoked = CheckResult {
+        status: CredentialStatus::Unauthenticated,
+        tokens: None,
+        reason: "invalid_grant".into(),
+    };
+    app.service
+        .record_check(
             users[2].parse::<UserId>().unwrap(),
-            UserCommand::ChangeStatus {
-                credential_id: raven["id"].as_str().unwrap().parse().unwrap(),
-                provider: Provider::Raven,
-                status: CredentialStatus::Unauthenticated,
-                reason: Some("invalid_grant".into()),
-            },
+            raven["id"].as_str().unwrap().parse().unwrap(),
+            Provider::Raven,
+            revoked,
+            vec![],
         )
         .await
         .unwrap();
@@ -66,10 +69,10 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         raven_id,
         "raven-credentials",
         400,
-        app.ledger.now(),
+        app.service.now(),
         body,
     );
-    app.ledger.record_exchange(exchange).await.unwrap();
+    app.service.record_exchange(exchange).await.unwrap();
     let status: Value = app
         .get_status(&users[2], "raven-credentials")
         .await
@@ -86,12 +89,12 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         tokens: Some(IssuedTokens {
             access_token: "rotated-access".into(),
             refresh_token: Some("rotated-refresh".into()),
-            expires_at: Some(app.ledger.now().plus(chrono::Duration::hours(1))),
+            expires_at: Some(app.service.now().plus(chrono::Duration::hours(1))),
             scopes: vec!["ag1".into()],
         }),
         reason: "refreshed".into(),
     };
-    app.ledger
+    app.service
         .record_check(
             users[2].parse().unwrap(),
             john_deere["id"].as_str().unwrap().parse().unwrap(),
@@ -187,9 +190,9 @@ async fn twenty_concurrent_posts_leave_one_credential_and_a_gap_free_stream() {
     );
 
     let stream = app
-        .ledger
+        .service
         .store()
-        .read_stream(&format!("user:{user}"))
+        .read_stream(&format!("user:{user}"), 0)
         .await
         .unwrap();
     let versions: Vec<u64> = stream.iter().map(|e| e.version).collect();

@@ -20,7 +20,7 @@ async fn the_exported_openapi_json_is_the_live_document() {
             .expect("openapi/openapi.json exists");
     assert_eq!(
         file,
-        credential_ledger::openapi::document_json(),
+        credential_ledger::http::openapi::document_json(),
         "openapi/openapi.json is stale: run `{REGENERATE}`"
     );
     let exported: Value = serde_json::from_str(&file).unwrap();
@@ -32,7 +32,7 @@ async fn the_exported_openapi_json_is_the_live_document() {
 
 #[test]
 fn every_operation_documents_its_errors_and_security() {
-    let doc: Value = serde_json::to_value(credential_ledger::openapi::document()).unwrap();
+    let doc: Value = serde_json::to_value(credential_ledger::http::openapi::document()).unwrap();
     let mut ids = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
@@ -93,7 +93,7 @@ fn every_operation_documents_its_errors_and_security() {
 #[test]
 fn each_providers_field_list_matches_its_request_schema() {
     use credential_ledger::domain::Provider;
-    let doc: Value = serde_json::to_value(credential_ledger::openapi::document()).unwrap();
+    let doc: Value = serde_json::to_value(credential_ledger::http::openapi::document()).unwrap();
     let schemas = &doc["components"]["schemas"];
     for provider in Provider::ALL {
         let spec = provider.spec();
@@ -170,7 +170,7 @@ async fn swagger_ui_and_health_are_served_from_the_binary() {
 /// an example, so Swagger UI and generated clients read as well as Leaf's pages.
 #[test]
 fn everything_is_described_and_every_body_has_an_example() {
-    let doc: Value = serde_json::to_value(credential_ledger::openapi::document()).unwrap();
+    let doc: Value = serde_json::to_value(credential_ledger::http::openapi::document()).unwrap();
     let schemas = &doc["components"]["schemas"];
     let mut missing = Vec::new();
     let has_example = |content: &Value| {

@@ -199,7 +199,7 @@ async fn rotate_key_rewraps_every_data_key_while_the_server_runs() {
 
 #[tokio::test]
 async fn an_owner_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not() {
-    use credential_ledger::api::limits::RateLimits;
+    use credential_ledger::http::limits::RateLimits;
     let app = crate::helpers::spawn_configured(None, |s| {
         s.rate_limits = RateLimits {
             owner_per_second: 1,
@@ -246,7 +246,7 @@ async fn an_owner_over_its_rate_limit_gets_429_with_retry_after_and_others_do_no
 
 #[tokio::test]
 async fn login_attempts_are_limited_per_username() {
-    use credential_ledger::api::limits::RateLimits;
+    use credential_ledger::http::limits::RateLimits;
     let app = crate::helpers::spawn_configured(None, |s| {
         s.rate_limits = RateLimits {
             owner_per_second: 1000,
@@ -266,7 +266,7 @@ async fn login_attempts_are_limited_per_username() {
         .await;
     assert!(right.headers().contains_key("retry-after"));
     crate::helpers::problem(right, 429).await;
-    app.ledger
+    app.service
         .create_owner("carol", "carols password")
         .await
         .unwrap();

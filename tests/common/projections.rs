@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 
 pub fn dump(database: &std::path::Path) -> Vec<(String, Vec<Vec<Value>>)> {
     let conn = rusqlite::Connection::open(database).unwrap();
-    credential_ledger::store::schema::PROJECTION_TABLES
+    credential_ledger::store::sqlite::schema::PROJECTION_TABLES
         .iter()
         .map(|table| {
             let mut stmt = conn

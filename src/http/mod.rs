@@ -4,8 +4,9 @@ pub mod auth;
 pub mod credentials;
 pub mod error;
 pub mod extract;
-pub mod health;
 pub mod limits;
+pub mod liveness;
+pub mod openapi;
 pub mod users;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -24,11 +25,11 @@ pub const BASE: &str = "/services/usermanagement/api";
 /// Registers every endpoint; the OpenAPI document is collected from the same calls.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(auth::authenticate)
-        .service(health::health)
+        .service(liveness::health)
         .service(
             utoipa_actix_web::scope(BASE)
                 .configure(users::configure)
-                .configure(crate::providers::configure),
+                .configure(credentials::configure),
         );
 }
 

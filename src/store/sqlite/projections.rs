@@ -11,9 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{RecordedEvent, StoreError};
 use crate::domain::event::IssuedTokens;
 use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Timestamp, UserId};
+use crate::store::{RecordedEvent, StoreError};
 
 /// Applies one recorded event to every projection table.
 pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreError> {

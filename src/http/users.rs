@@ -4,113 +4,140 @@ use actix_web::http::header;
 use actix_web::web::{Data, Query};
 use actix_web::{delete, get, post, put, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use serde_json::{Map, Value};
+use utoipa::openapi::schema::RefBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::extract::{JsonBody, LeafUserId, Owner};
 use super::{ApiError, DeleteErrors, ReadErrors, WriteErrors};
-use crate::domain::event::UserProfile;
-use crate::domain::provider::{validate_object, FieldError, FieldKind, FieldSpec};
+use crate::app::Service;
+use crate::domain::event::{with_profile_fields, UserProfile, PROFILE};
+use crate::domain::fields::{validate_object, FieldError, FieldKind, FieldSpec};
+use crate::domain::provider::ProviderSpec;
 use crate::domain::user::{NewCredential, UserCommand};
 use crate::domain::{CredentialId, Provider, Timestamp, UserId};
-use crate::ledger::Ledger;
-use crate::providers::{UserCredentials, UserCredentialsRequest};
-use crate::store::views::{self, UserQuery, UserView};
+use crate::store::{CredentialView, SideWrites, UserQuery, UserView};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 const OBJECT: &str = "leafUser";
 
-pub const PROFILE: [FieldSpec; 5] = [
-    FieldSpec {
-        rust_name: "name",
-        required: false,
-        kind: FieldKind::Plain,
-    },
-    FieldSpec {
-        rust_name: "email",
-        required: false,
-        kind: FieldKind::Plain,
-    },
-    FieldSpec {
-        rust_name: "phone",
-        required: false,
-        kind: FieldKind::Plain,
-    },
-    FieldSpec {
-        rust_name: "address",
-        required: false,
-        kind: FieldKind::Plain,
-    },
-    FieldSpec {
-        rust_name: "external_id",
-        required: false,
-        kind: FieldKind::Plain,
-    },
-];
+/// The credentials a Leaf user holds, one object per provider it has: each provider's typed
+/// answer under its object name (written once for every provider, from their specs).
+#[derive(Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct UserCredentials(Map<String, Value>);
 
-/// A Leaf user, with the credentials it holds.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = example_user)]
-pub struct LeafUser {
-    /// The Leaf user's id.
-    pub id: UserId,
-    /// The user's name.
-    pub name: Option<String>,
-    /// The user's email address.
-    pub email: Option<String>,
-    /// The user's phone number.
-    pub phone: Option<String>,
-    /// The user's postal address.
-    pub address: Option<String>,
-    /// Your own id for this user.
-    pub external_id: Option<String>,
-    /// When the user was created.
-    pub created_time: Timestamp,
-    #[serde(flatten)]
-    pub credentials: UserCredentials,
+impl UserCredentials {
+    pub fn from_views(views: &[CredentialView]) -> Result<Self, ApiError> {
+        let mut all = Map::new();
+        for view in views {
+            let answer = super::credentials::body(view)?;
+            all.insert(view.provider.spec().object_name.to_owned(), answer);
+        }
+        Ok(Self(all))
+    }
 }
 
-/// A new Leaf user, optionally with credentials to attach at once.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({"name": "Jane Grower", "email": "jane@example.com", "externalId": "grower-42"}))]
-pub struct CreateLeafUser {
-    /// The user's name.
-    pub name: Option<String>,
-    /// The user's email address.
-    pub email: Option<String>,
-    /// The user's phone number.
-    pub phone: Option<String>,
-    /// The user's postal address.
-    pub address: Option<String>,
-    /// Your own id for this user.
-    pub external_id: Option<String>,
-    #[serde(flatten)]
-    pub credentials: UserCredentialsRequest,
+/// Credentials to attach while creating a Leaf user, one object per provider (for the
+/// document: `create_user` validates each against its provider's spec).
+#[derive(Debug, Serialize)]
+pub struct UserCredentialsRequest;
+
+/// An object with one property per provider: its object name, a reference to `schema(spec)`.
+fn per_provider(
+    description: &str,
+    property: impl Fn(&ProviderSpec) -> RefOr<Schema>,
+) -> RefOr<Schema> {
+    let mut object = ObjectBuilder::new().description(Some(description));
+    for provider in Provider::ALL {
+        object = object.property(provider.spec().object_name, property(provider.spec()));
+    }
+    object.into()
 }
 
-/// A Leaf user's new profile. Fields left out become null. Credentials change through their
-/// own endpoints: credential objects and `createdTime` in the body are ignored, so a user read
-/// with GET can be sent back as it is.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "name": "Jane Grower", "email": "jane@example.com"}))]
-pub struct UpdateLeafUser {
-    /// The id of the user to update.
-    pub id: UserId,
-    /// The user's name.
-    pub name: Option<String>,
-    /// The user's email address.
-    pub email: Option<String>,
-    /// The user's phone number.
-    pub phone: Option<String>,
-    /// The user's postal address.
-    pub address: Option<String>,
-    /// Your own id for this user.
-    pub external_id: Option<String>,
+impl PartialSchema for UserCredentials {
+    fn schema() -> RefOr<Schema> {
+        per_provider(
+            "The credentials a Leaf user holds, one object per provider it has.",
+            |spec| {
+                RefBuilder::new()
+                    .ref_location_from_schema_name(spec.response_schema)
+                    .description(Some(
+                        "The user's credentials for this provider, if it has them.",
+                    ))
+                    .build()
+                    .into()
+            },
+        )
+    }
 }
+
+impl ToSchema for UserCredentials {}
+
+impl PartialSchema for UserCredentialsRequest {
+    fn schema() -> RefOr<Schema> {
+        per_provider(
+            "Credentials to attach while creating a Leaf user, one object per provider.",
+            |spec| {
+                OneOfBuilder::new()
+                    .item(Ref::from_schema_name(spec.request_schema))
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .description(Some(
+                        "Credentials for this provider, to attach with the new user.",
+                    ))
+                    .into()
+            },
+        )
+    }
+}
+
+impl ToSchema for UserCredentialsRequest {}
+
+with_profile_fields!(profile_struct! {
+    /// A Leaf user, with the credentials it holds.
+    #[derive(Debug, Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[schema(example = example_user)]
+    #[allow(dead_code)] // answers are built from the views (`leaf_user`); this is their schema
+    pub struct LeafUser {
+        /// The Leaf user's id.
+        pub id: UserId,
+    } {
+        /// When the user was created.
+        pub created_time: Timestamp,
+        #[serde(flatten)]
+        pub credentials: UserCredentials,
+    }
+});
+
+with_profile_fields!(profile_struct! {
+    /// A new Leaf user, optionally with credentials to attach at once.
+    #[derive(Debug, Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[schema(example = json!({"name": "Jane Grower", "email": "jane@example.com", "externalId": "grower-42"}))]
+    #[allow(dead_code)] // `create_user` validates the body against the field specs
+    pub struct CreateLeafUser {} {
+        #[serde(flatten)]
+        pub credentials: UserCredentialsRequest,
+    }
+});
+
+with_profile_fields!(profile_struct! {
+    /// A Leaf user's new profile. Fields left out become null. Credentials change through their
+    /// own endpoints: credential objects and `createdTime` in the body are ignored, so a user read
+    /// with GET can be sent back as it is.
+    #[derive(Debug, Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[schema(example = json!({"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "name": "Jane Grower", "email": "jane@example.com"}))]
+    #[allow(dead_code)] // `update_user` validates the body against the field specs
+    pub struct UpdateLeafUser {
+        /// The id of the user to update.
+        pub id: UserId,
+    } {}
+});
 
 /// Paging and filters of the user list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -149,7 +176,7 @@ pub fn example_user() -> Value {
         "address": "1 Farm Road, Ames, IA",
         "externalId": "grower-42",
         "createdTime": "2026-11-22T14:03:07.123456Z",
-        "johnDeereCredentials": crate::providers::john_deere::example(),
+        "johnDeereCredentials": crate::domain::providers::john_deere::example(),
     })
 }
 
@@ -161,33 +188,21 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(delete_user);
 }
 
-fn leaf_user(view: UserView) -> Result<LeafUser, ApiError> {
-    let UserProfile {
-        name,
-        email,
-        phone,
-        address,
-        external_id,
-    } = view.profile;
-    Ok(LeafUser {
-        id: view.id,
-        name,
-        email,
-        phone,
-        address,
-        external_id,
-        created_time: view.created_at,
-        credentials: UserCredentials::from_views(&view.credentials)?,
-    })
-}
-
-/// The user with its credentials' secrets decrypted.
-fn open_user(ledger: &Ledger, mut view: UserView) -> Result<LeafUser, ApiError> {
-    view.credentials = std::mem::take(&mut view.credentials)
-        .into_iter()
-        .map(|c| ledger.reveal(c))
-        .collect::<Result<_, _>>()?;
-    leaf_user(view)
+/// A user as `LeafUser` shows it: its id, its profile, when it was created, its credentials.
+fn leaf_user(view: UserView) -> Result<Value, ApiError> {
+    let mut user = Map::new();
+    user.insert("id".into(), serde_json::json!(view.id));
+    match serde_json::to_value(&view.profile) {
+        Ok(Value::Object(profile)) => user.extend(profile),
+        _ => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "a profile is not an object"
+            )))
+        }
+    }
+    user.insert("createdTime".into(), serde_json::json!(view.created_at));
+    user.extend(UserCredentials::from_views(&view.credentials)?.0);
+    Ok(Value::Object(user))
 }
 
 fn credential_objects() -> impl Iterator<Item = (Provider, &'static str)> {
@@ -195,17 +210,17 @@ fn credential_objects() -> impl Iterator<Item = (Provider, &'static str)> {
 }
 
 fn profile(fields: serde_json::Map<String, Value>) -> Result<UserProfile, ApiError> {
-    serde_json::from_value(Value::Object(fields))
-        .map_err(|e| ApiError::Internal(format!("validated profile does not parse: {e}")))
+    serde_json::from_value(Value::Object(fields)).map_err(|e| {
+        ApiError::Internal(anyhow::Error::new(e).context("a validated profile does not parse"))
+    })
 }
 
-async fn read_user(ledger: &Ledger, owner: Owner, user: UserId) -> Result<LeafUser, ApiError> {
-    let view = ledger
-        .store()
-        .read(move |conn| views::user_of(conn, owner.0, user))
+async fn read_user(service: &Service, owner: Owner, user: UserId) -> Result<Value, ApiError> {
+    let view = service
+        .user(owner.0, user)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-    open_user(ledger, view)
+    leaf_user(view)
 }
 
 #[utoipa::path(
@@ -221,13 +236,13 @@ async fn read_user(ledger: &Ledger, owner: Owner, user: UserId) -> Result<LeafUs
 #[post("/users")]
 pub async fn create_user(
     owner: Owner,
-    ledger: Data<Ledger>,
+    service: Data<Service>,
     request: HttpRequest,
     JsonBody(body): JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let objects: Vec<&str> = credential_objects().map(|(_, name)| name).collect();
     let mut errors: Vec<FieldError> = Vec::new();
-    let fields = validate_object(OBJECT, &PROFILE, &body, &objects).unwrap_or_else(|e| {
+    let fields = validate_object(OBJECT, PROFILE, &body, &objects).unwrap_or_else(|e| {
         errors.extend(e);
         Default::default()
     });
@@ -250,7 +265,7 @@ pub async fn create_user(
     }
     let data_keys = credentials
         .iter_mut()
-        .map(|c| ledger.seal_credential(c))
+        .map(|c| service.secrets().seal_credential(c))
         .collect::<Result<Vec<_>, _>>()?;
     let user_id = UserId::new();
     let command = UserCommand::Create {
@@ -258,12 +273,14 @@ pub async fn create_user(
         owner_id: owner.0,
         profile: profile(fields)?,
         credentials,
-        at: ledger.now(),
+        at: service.now(),
     };
-    ledger
-        .execute_with_keys(user_id, command, data_keys)
-        .await?;
-    let user = read_user(&ledger, owner, user_id).await?;
+    let side = SideWrites {
+        contents: vec![],
+        data_keys,
+    };
+    service.execute(user_id, command, side).await?;
+    let user = read_user(&service, owner, user_id).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("{}/{}", request.path(), user_id)))
         .json(user))
@@ -289,7 +306,7 @@ pub async fn create_user(
 #[get("/users")]
 pub async fn list_users(
     owner: Owner,
-    ledger: Data<Ledger>,
+    service: Data<Service>,
     request: HttpRequest,
     Query(params): Query<ListUsersParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -327,13 +344,10 @@ pub async fn list_users(
         size,
     };
     let link_query = query.clone();
-    let (users, total) = ledger
-        .store()
-        .read(move |conn| views::users_of(conn, owner.0, &query))
-        .await?;
+    let (users, total) = service.users(owner.0, query).await?;
     let users = users
         .into_iter()
-        .map(|view| open_user(&ledger, view))
+        .map(leaf_user)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok()
         .insert_header(("X-Total-Count", total.to_string()))
@@ -386,9 +400,9 @@ fn page_links(path: &str, query: &UserQuery, total: u64) -> String {
 pub async fn get_user(
     owner: Owner,
     user: LeafUserId,
-    ledger: Data<Ledger>,
+    service: Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(read_user(&ledger, owner, user.0).await?))
+    Ok(HttpResponse::Ok().json(read_user(&service, owner, user.0).await?))
 }
 
 #[utoipa::path(
@@ -403,7 +417,7 @@ pub async fn get_user(
 #[put("/users")]
 pub async fn update_user(
     owner: Owner,
-    ledger: Data<Ledger>,
+    service: Data<Service>,
     JsonBody(body): JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let mut ignored: Vec<&str> = credential_objects().map(|(_, name)| name).collect();
@@ -413,7 +427,9 @@ pub async fn update_user(
         required: true,
         kind: FieldKind::Plain,
     };
-    let fields: Vec<FieldSpec> = std::iter::once(id_spec).chain(PROFILE).collect();
+    let fields: Vec<FieldSpec> = std::iter::once(id_spec)
+        .chain(PROFILE.iter().copied())
+        .collect();
     let mut accepted =
         validate_object(OBJECT, &fields, &body, &ignored).map_err(ApiError::Validation)?;
     let user_id = accepted
@@ -424,8 +440,10 @@ pub async fn update_user(
         owner_id: owner.0,
         profile: profile(accepted)?,
     };
-    ledger.execute(user_id, command).await?;
-    Ok(HttpResponse::Ok().json(read_user(&ledger, owner, user_id).await?))
+    service
+        .execute(user_id, command, SideWrites::default())
+        .await?;
+    Ok(HttpResponse::Ok().json(read_user(&service, owner, user_id).await?))
 }
 
 #[utoipa::path(
@@ -441,10 +459,11 @@ pub async fn update_user(
 pub async fn delete_user(
     owner: Owner,
     user: LeafUserId,
-    ledger: Data<Ledger>,
+    service: Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
-    ledger
-        .execute(user.0, UserCommand::Delete { owner_id: owner.0 })
+    let command = UserCommand::Delete { owner_id: owner.0 };
+    service
+        .execute(user.0, command, SideWrites::default())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

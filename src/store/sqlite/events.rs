@@ -1,9 +1,10 @@
-//! Appending to and reading from the `events` table.
+//! The ledger's tables: appending to and reading from `events`, and the rows written beside
+//! it (exchange contents, wrapped data keys).
 
 use rusqlite::{params, Connection, Row};
 
-use super::{RecordedEvent, StoreError, StreamAppend};
 use crate::domain::{DomainEvent, OwnerId, Timestamp};
+use crate::store::{ExchangeContent, RecordedEvent, StoreError, StreamAppend, WrappedKey};
 
 /// The stream's current version: 0 when it has no events.
 pub fn stream_version(conn: &Connection, stream_id: &str) -> rusqlite::Result<u64> {
@@ -60,11 +61,16 @@ pub fn append_events(
 
 const COLUMNS: &str = "position, stream_id, version, event_type, payload, owner_id, recorded_at";
 
-pub fn read_stream(conn: &Connection, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+/// The stream's events after `after_version`, in version order.
+pub fn read_stream(
+    conn: &Connection,
+    stream_id: &str,
+    after_version: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 ORDER BY version"
+        "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
     ))?;
-    let mut rows = stmt.query([stream_id])?;
+    let mut rows = stmt.query(params![stream_id, after_version])?;
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
         events.push(decode(row)?);
@@ -88,13 +94,6 @@ pub fn for_each_event_until(
         count += 1;
     }
     Ok(count)
-}
-
-pub fn event_at(conn: &Connection, position: i64) -> Result<Option<RecordedEvent>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE position = ?1"))?;
-    let mut rows = stmt.query([position])?;
-    rows.next()?.map(decode).transpose()
 }
 
 /// One event from a row of [`COLUMNS`]. The text columns are read in place (borrowed from
@@ -126,4 +125,76 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
         recorded_at,
         event,
     })
+}
+
+pub fn insert_data_key(tx: &Connection, key: &WrappedKey) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR FAIL INTO data_keys (credential_id, key_id, wrapped) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        key.credential_id.to_string(),
+        key.key_id,
+        key.wrapped
+    ])?;
+    Ok(())
+}
+
+pub fn insert_exchange_content(
+    tx: &Connection,
+    content: &ExchangeContent,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR FAIL INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        content.exchange_id.to_string(),
+        content.credential_id.to_string(),
+        content.recorded_at.to_string(),
+        content.headers,
+        content.body,
+    ])?;
+    Ok(())
+}
+
+/// Deletes exchange contents (and their log rows) recorded before `cutoff`. Events stay.
+pub fn purge_exchanges(tx: &Connection, cutoff: Timestamp) -> Result<usize, StoreError> {
+    let cutoff = cutoff.to_string();
+    // Through the contents' age index: provider_exchanges has none on its own.
+    tx.execute(
+        "DELETE FROM provider_exchanges WHERE id IN
+           (SELECT exchange_id FROM exchange_contents WHERE recorded_at < ?1)",
+        [&cutoff],
+    )?;
+    Ok(tx.execute(
+        "DELETE FROM exchange_contents WHERE recorded_at < ?1",
+        [&cutoff],
+    )?)
+}
+
+/// Re-wraps every data key with `rewrap` (master key rotation).
+pub fn rewrap_keys(
+    tx: &Connection,
+    rewrap: &(dyn Fn(&WrappedKey) -> Result<WrappedKey, String> + Send + Sync),
+) -> Result<usize, StoreError> {
+    let keys: Vec<(String, String, Vec<u8>)> = tx
+        .prepare("SELECT credential_id, key_id, wrapped FROM data_keys")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (credential_id, key_id, wrapped) in &keys {
+        let id = credential_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("data key id {credential_id}")))?;
+        let old = WrappedKey {
+            credential_id: id,
+            key_id: key_id.clone(),
+            wrapped: wrapped.clone(),
+        };
+        let new = rewrap(&old).map_err(StoreError::failed)?;
+        tx.execute(
+            "UPDATE data_keys SET key_id = ?2, wrapped = ?3 WHERE credential_id = ?1",
+            params![credential_id, new.key_id, new.wrapped],
+        )?;
+    }
+    Ok(keys.len())
 }

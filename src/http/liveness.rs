@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, Problem};
-use crate::ledger::Ledger;
+use crate::app::Service;
 
 /// The service is up and its database answers.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -28,8 +28,8 @@ pub struct Health {
     ),
 )]
 #[get("/health")]
-pub async fn health(ledger: Data<Ledger>) -> Result<HttpResponse, ApiError> {
-    ledger.store().ping().await?;
+pub async fn health(service: Data<Service>) -> Result<HttpResponse, ApiError> {
+    service.ping().await?;
     Ok(HttpResponse::Ok().json(Health {
         status: "UP".into(),
     }))

@@ -4,12 +4,53 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::redact;
+use super::{redact, CheckAdapter, CheckSettings};
 use crate::domain::event::{ExchangeMeta, IssuedTokens, ProviderExchange};
-use crate::domain::provider::{ClientAuth, FieldKind, ProviderSpec};
+use crate::domain::fields::FieldKind;
+use crate::domain::provider::{ClientAuth, ClientEnvironment, OAuthCheck, ProviderSpec};
 use crate::domain::user::CheckResult;
-use crate::domain::{CredentialStatus, ExchangeId, Timestamp};
-use crate::store::views::CredentialView;
+use crate::domain::{Clock, CredentialStatus, ExchangeId, Provider, Timestamp};
+use crate::store::CredentialView;
+
+/// The `CheckKind::OAuthRefresh` adapter: a `refresh_token` grant at the token endpoint
+/// configured for the credential's environment (or the provider's published one).
+pub struct RefreshGrant<'a> {
+    pub oauth: OAuthCheck,
+    pub client: &'a reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl CheckAdapter for RefreshGrant<'_> {
+    fn can_check(&self, provider: Provider, settings: &CheckSettings) -> bool {
+        settings.has_token_url(provider)
+    }
+
+    async fn check(
+        &self,
+        credential: &CredentialView,
+        settings: &CheckSettings,
+        clock: &dyn Clock,
+    ) -> Option<(CheckResult, Vec<ProviderExchange>)> {
+        let provider = credential.provider;
+        let environment = credential
+            .fields
+            .get("clientEnvironment")
+            .and_then(|v| serde_json::from_value::<ClientEnvironment>(v.clone()).ok());
+        let url = settings.token_url(provider, environment)?;
+        let scopes = settings.required_scopes(provider);
+        let (result, exchange) = check(
+            self.client,
+            provider.spec(),
+            self.oauth.client_auth,
+            credential,
+            &url,
+            scopes,
+            || clock.now(),
+        )
+        .await;
+        Some((result, vec![exchange]))
+    }
+}
 
 /// The largest provider response body kept.
 const MAX_BODY: usize = 64 * 1024;
@@ -44,6 +85,7 @@ fn known_secrets(spec: &ProviderSpec, fields: &Map<String, Value>) -> Vec<String
 pub async fn check(
     client: &reqwest::Client,
     spec: &ProviderSpec,
+    client_auth: ClientAuth,
     credential: &CredentialView,
     token_url: &str,
     required_scopes: &[String],
@@ -55,7 +97,7 @@ pub async fn check(
         ("refresh_token", field(fields, "refreshToken")),
     ];
     let mut request = client.post(token_url).header("Accept", "application/json");
-    match spec.check.client_auth {
+    match client_auth {
         ClientAuth::Basic { id, secret } => {
             request = request.basic_auth(field(fields, id), Some(field(fields, secret)));
         }

@@ -7,7 +7,8 @@ use actix_web::App;
 use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::domain::provider::{not_blank_pattern, FieldKind, FieldSpec, MAX_FIELD_LEN};
+use crate::domain::event::PROFILE;
+use crate::domain::fields::{not_blank_pattern, FieldKind, FieldSpec, MAX_FIELD_LEN};
 use crate::domain::Provider;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
@@ -61,7 +62,7 @@ where
     let (app, mut document) = app
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
-        .configure(crate::api::configure)
+        .configure(super::configure)
         .split_for_parts();
     // After collection: the request schemas exist only once the handlers are registered.
     Constraints.modify(&mut document);
@@ -159,9 +160,9 @@ impl Modify for Constraints {
             let spec = provider.spec();
             constrain(&mut all[spec.request_schema], spec.fields);
         }
-        constrain(&mut all["LoginRequest"], crate::api::auth::LOGIN_FIELDS);
+        constrain(&mut all["LoginRequest"], super::auth::LOGIN_FIELDS);
         flatten_all_of(&mut all["CreateLeafUser"], &schemas);
-        constrain(&mut all["CreateLeafUser"], &crate::api::users::PROFILE);
+        constrain(&mut all["CreateLeafUser"], PROFILE);
         // A user read with GET may be sent back: its read-only parts are accepted and ignored.
         let update = &mut all["UpdateLeafUser"];
         update["properties"]["createdTime"] =
@@ -169,7 +170,7 @@ impl Modify for Constraints {
         for provider in Provider::ALL {
             update["properties"][provider.spec().object_name] = json!({"type": "object", "description": "Ignored: credentials change through their own endpoints."});
         }
-        constrain(update, &crate::api::users::PROFILE);
+        constrain(update, PROFILE);
         // `If-None-Match` means something only as `*`.
         for item in doc["paths"]
             .as_object_mut()
@@ -189,10 +190,10 @@ impl Modify for Constraints {
             }
         }
         // The user list's filters are bounded as `list_users` checks them.
-        let list = &mut doc["paths"][format!("{}/users", crate::api::BASE)]["get"];
+        let list = &mut doc["paths"][format!("{}/users", super::BASE)]["get"];
         for parameter in list["parameters"].as_array_mut().into_iter().flatten() {
-            if crate::api::users::FILTERS.contains(&parameter["name"].as_str().unwrap_or("")) {
-                parameter["schema"]["maxLength"] = json!(crate::api::users::MAX_FILTER_CHARS);
+            if super::users::FILTERS.contains(&parameter["name"].as_str().unwrap_or("")) {
+                parameter["schema"]["maxLength"] = json!(super::users::MAX_FILTER_CHARS);
             }
         }
         // Only this function's edits can fail to parse back: a bug that every test would hit.
@@ -226,7 +227,7 @@ impl Modify for Links {
         let Ok(mut doc) = serde_json::to_value(&*openapi) else {
             return;
         };
-        let users = &format!("{}/users", crate::api::BASE);
+        let users = &format!("{}/users", super::BASE);
         let user = format!("{users}/{{id}}");
         let new_user = ("id", "$response.body#/id");
         let mut from_user = json!({

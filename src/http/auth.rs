@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use super::extract::JsonBody;
 use super::limits::Limiters;
 use super::{ApiError, Problem};
-use crate::domain::provider::{validate_object, FieldKind, FieldSpec};
-use crate::ledger::Ledger;
+use crate::app::Service;
+use crate::domain::fields::{validate_object, FieldKind, FieldSpec};
 
 pub const LOGIN_FIELDS: &[FieldSpec] = &[
     FieldSpec {
@@ -78,15 +78,17 @@ pub struct IdToken {
 #[post("/api/authenticate")]
 pub async fn authenticate(
     limits: Data<Limiters>,
-    ledger: Data<Ledger>,
+    service: Data<Service>,
     JsonBody(body): JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let fields =
         validate_object("loginVM", LOGIN_FIELDS, &body, &[]).map_err(ApiError::Validation)?;
-    let login: LoginRequest = serde_json::from_value(serde_json::Value::Object(fields))
-        .map_err(|e| ApiError::Internal(format!("validated login does not parse: {e}")))?;
+    let login: LoginRequest =
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
+            ApiError::Internal(anyhow::Error::new(e).context("a validated login does not parse"))
+        })?;
     limits.check_login(&login.username)?;
-    let token = ledger
+    let token = service
         .login(
             &login.username,
             &login.password,

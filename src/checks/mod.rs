@@ -1,6 +1,7 @@
-//! Credential health: a background worker that checks due credentials at their providers,
+//! Credential checks: a background worker that checks due credentials at their providers,
 //! records each exchange, rotates tokens and sets statuses, and reclaims exchange logs older
-//! than 30 days.
+//! than 30 days. How a credential is checked depends on its provider's `CheckKind`: one
+//! [`CheckAdapter`] per kind (`oauth` for the refresh-token grant).
 //!
 //! The schedule lives in the ledger (`next_check_at` of each credential, set by events), so a
 //! restart resumes where the ledger says, without a burst. A credential is checked by at most
@@ -17,11 +18,38 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-use crate::api::credentials::EVENTS_WINDOW_DAYS;
-use crate::domain::user::UserError;
-use crate::domain::{ClientEnvironment, CredentialId, Provider};
-use crate::ledger::{Ledger, LedgerError};
-use crate::store::views::{self, DueCheck};
+use crate::app::{AppError, Service};
+use crate::config::EVENTS_WINDOW_DAYS;
+use crate::domain::event::ProviderExchange;
+use crate::domain::provider::CheckKind;
+use crate::domain::user::{CheckResult, UserError};
+use crate::domain::{ClientEnvironment, Clock, CredentialId, Provider};
+use crate::store::{CredentialView, DueCheck};
+
+/// Checks one credential the way its provider allows. Never fails: every outcome, the
+/// provider's silence included, is a result and the exchanges that led to it.
+#[async_trait::async_trait]
+pub trait CheckAdapter: Send + Sync {
+    /// Whether `provider`'s credentials can be checked with these settings (an endpoint is
+    /// known for at least one environment).
+    fn can_check(&self, provider: Provider, settings: &CheckSettings) -> bool;
+
+    /// Checks `credential` (its secrets opened); `None` when it cannot be checked as it is
+    /// (no endpoint for its environment).
+    async fn check(
+        &self,
+        credential: &CredentialView,
+        settings: &CheckSettings,
+        clock: &dyn Clock,
+    ) -> Option<(CheckResult, Vec<ProviderExchange>)>;
+}
+
+/// The adapter for a kind of check.
+fn adapter(kind: CheckKind, client: &reqwest::Client) -> impl CheckAdapter + '_ {
+    match kind {
+        CheckKind::OAuthRefresh(oauth) => oauth::RefreshGrant { oauth, client },
+    }
+}
 
 /// A token endpoint configured for a provider (and optionally one of its environments).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,7 +132,7 @@ impl FromStr for RequiredScopes {
 }
 
 #[derive(Clone, Debug)]
-pub struct HealthSettings {
+pub struct CheckSettings {
     pub enabled: bool,
     /// How often the worker looks for due checks (it is also woken by new credentials).
     pub tick: Duration,
@@ -118,7 +146,7 @@ pub struct HealthSettings {
     pub retention_every: Duration,
 }
 
-impl Default for HealthSettings {
+impl Default for CheckSettings {
     fn default() -> Self {
         Self {
             enabled: true,
@@ -132,7 +160,7 @@ impl Default for HealthSettings {
     }
 }
 
-impl HealthSettings {
+impl CheckSettings {
     /// Where to refresh a credential: configuration for its environment, then for the
     /// provider, then the provider's published endpoint.
     pub fn token_url(
@@ -146,7 +174,7 @@ impl HealthSettings {
                 .find(|t| t.provider == provider && t.environment == env)
                 .map(|t| t.url.clone())
         };
-        let check = provider.spec().check;
+        let CheckKind::OAuthRefresh(check) = provider.spec().check;
         let published = match environment {
             Some(ClientEnvironment::Stage) => check.stage_token_url.or(check.production_token_url),
             _ => check.production_token_url,
@@ -157,23 +185,18 @@ impl HealthSettings {
             .or_else(|| published.map(str::to_owned))
     }
 
-    fn checkable(&self) -> Vec<&'static str> {
-        Provider::ALL
-            .iter()
-            .filter(|p| {
-                [
-                    None,
-                    Some(ClientEnvironment::Stage),
-                    Some(ClientEnvironment::Production),
-                ]
-                .into_iter()
-                .any(|env| self.token_url(**p, env).is_some())
-            })
-            .map(|p| p.key())
-            .collect()
+    /// Whether a token endpoint is known for any environment of `provider`.
+    pub fn has_token_url(&self, provider: Provider) -> bool {
+        [
+            None,
+            Some(ClientEnvironment::Stage),
+            Some(ClientEnvironment::Production),
+        ]
+        .into_iter()
+        .any(|env| self.token_url(provider, env).is_some())
     }
 
-    fn required_scopes(&self, provider: Provider) -> &[String] {
+    pub fn required_scopes(&self, provider: Provider) -> &[String] {
         self.required_scopes
             .iter()
             .find(|r| r.provider == provider)
@@ -182,8 +205,8 @@ impl HealthSettings {
 }
 
 struct Worker {
-    ledger: Ledger,
-    settings: HealthSettings,
+    service: Service,
+    settings: CheckSettings,
     client: reqwest::Client,
     in_flight: Mutex<HashSet<CredentialId>>,
     permits: Arc<Semaphore>,
@@ -191,8 +214,8 @@ struct Worker {
 
 /// Starts the worker on the current tokio runtime (none when disabled).
 pub fn spawn(
-    ledger: Ledger,
-    settings: HealthSettings,
+    service: Service,
+    settings: CheckSettings,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     if !settings.enabled {
         return Ok(None);
@@ -204,7 +227,7 @@ pub fn spawn(
         .build()?;
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let worker = Arc::new(Worker {
-        ledger,
+        service,
         settings,
         client,
         in_flight: Mutex::new(HashSet::new()),
@@ -215,24 +238,26 @@ pub fn spawn(
 
 impl Worker {
     async fn run(self: Arc<Self>) {
-        let wake = self.ledger.checks_wanted();
+        let wake = self.service.checks_wanted();
         let mut last_retention: Option<Instant> = None;
         loop {
             if let Err(error) = self.clone().start_due_checks().await {
-                tracing::warn!(%error, "could not look for due checks");
+                tracing::warn!(error = %chain(&error), "could not look for due checks");
             }
             if last_retention.is_none_or(|at| at.elapsed() >= self.settings.retention_every) {
                 last_retention = Some(Instant::now());
                 let cutoff = self
-                    .ledger
+                    .service
                     .now()
                     .minus(chrono::Duration::days(EVENTS_WINDOW_DAYS));
-                match self.ledger.store().purge_exchanges(cutoff).await {
+                match self.service.purge_exchanges(cutoff).await {
                     Ok(0) => {}
                     Ok(purged) => {
                         tracing::info!(purged, "reclaimed exchange logs older than 30 days")
                     }
-                    Err(error) => tracing::warn!(%error, "exchange log retention failed"),
+                    Err(error) => {
+                        tracing::warn!(error = %chain(&error), "exchange log retention failed")
+                    }
                 }
             }
             tokio::select! {
@@ -242,15 +267,14 @@ impl Worker {
         }
     }
 
-    async fn start_due_checks(self: Arc<Self>) -> Result<(), LedgerError> {
-        let checkable = serde_json::json!(self.settings.checkable()).to_string();
-        let now = self.ledger.now();
+    async fn start_due_checks(self: Arc<Self>) -> Result<(), AppError> {
+        let checkable: Vec<Provider> = Provider::ALL
+            .iter()
+            .copied()
+            .filter(|p| adapter(p.spec().check, &self.client).can_check(*p, &self.settings))
+            .collect();
         let limit = (self.settings.concurrency * 4) as u32;
-        let due = self
-            .ledger
-            .store()
-            .read(move |conn| views::due_checks(conn, now, &checkable, limit))
-            .await?;
+        let due = self.service.due_checks(&checkable, limit).await?;
         for check in due {
             let id = check.credential.id;
             if !self
@@ -280,60 +304,63 @@ impl Worker {
 
     async fn check(&self, due: DueCheck) {
         let (id, provider) = (due.credential.id, due.credential.provider);
-        let credential = match self.ledger.open(due.credential) {
+        let secrets = self.service.secrets();
+        let credential = match secrets.open(due.credential) {
             Ok(credential) => credential,
             Err(error) => {
-                return tracing::warn!(credential = %id, %error, "cannot decrypt a credential")
+                return tracing::warn!(credential = %id, error = %chain(&error), "cannot decrypt a credential")
             }
         };
-        // The list may predate a check that finished since: re-read the schedule.
-        let now = self.ledger.now();
-        let still_due = self
-            .ledger
-            .store()
-            .read(move |conn| views::due_check(conn, id))
-            .await;
-        match still_due {
-            Ok(Some(fresh)) if fresh.next_check_at <= now => {}
-            Ok(_) => return,
-            Err(error) => return tracing::warn!(%error, "could not read a credential's schedule"),
+        // The list may predate a check that finished since: look at the schedule again.
+        match self.service.still_due(id).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                return tracing::warn!(error = %chain(&error), "could not read a credential's schedule")
+            }
         }
-        let environment = credential
-            .fields
-            .get("clientEnvironment")
-            .and_then(|v| serde_json::from_value::<ClientEnvironment>(v.clone()).ok());
-        let Some(url) = self.settings.token_url(provider, environment) else {
-            return tracing::warn!(credential = %id, "no token endpoint configured for this environment");
-        };
         let spec = provider.spec();
-        let scopes = self.settings.required_scopes(provider);
-        let ledger = &self.ledger;
-        let (result, exchange) =
-            oauth::check(&self.client, spec, &credential, &url, scopes, || {
-                ledger.now()
-            })
+        let checked = adapter(spec.check, &self.client)
+            .check(&credential, &self.settings, self.service.clock().as_ref())
             .await;
+        let Some((mut result, exchanges)) = checked else {
+            return tracing::warn!(credential = %id, "no endpoint configured to check this credential");
+        };
         let (status, reason) = (result.status, result.reason.clone());
-        let mut result = result;
         if let Some(tokens) = result.tokens.take() {
-            match ledger.seal_tokens(&credential, tokens) {
+            match secrets.seal_tokens(&credential, tokens) {
                 Ok(sealed) => result.tokens = Some(sealed),
                 Err(error) => {
-                    return tracing::warn!(credential = %id, %error, "cannot seal new tokens")
+                    return tracing::warn!(credential = %id, error = %chain(&error), "cannot seal new tokens")
                 }
             }
         }
-        match ledger
-            .record_check(credential.user_id, id, provider, result, vec![exchange])
+        match self
+            .service
+            .record_check(credential.user_id, id, provider, result, exchanges)
             .await
         {
             Ok(_) => {
                 tracing::info!(credential = %id, provider = spec.name, status = status.as_str(), %reason, "checked")
             }
-            Err(LedgerError::User(UserError::StaleCredential)) => {
+            Err(AppError::User(UserError::StaleCredential)) => {
                 tracing::info!(credential = %id, "discarded the result of a check: the credential was replaced or deleted")
             }
-            Err(error) => tracing::warn!(credential = %id, %error, "could not record a check"),
+            Err(error) => {
+                tracing::warn!(credential = %id, error = %chain(&error), "could not record a check")
+            }
         }
     }
+}
+
+/// An error with its causes, `a: b: c`.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -8,8 +8,8 @@ use futures_util::future::LocalBoxFuture;
 use std::future::{ready, Ready};
 
 use super::ApiError;
+use crate::app::Service;
 use crate::domain::{OwnerId, UserId};
-use crate::ledger::Ledger;
 
 /// The API owner a valid bearer token belongs to.
 #[derive(Clone, Copy, Debug)]
@@ -21,16 +21,17 @@ impl FromRequest for Owner {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
-        let ledger = req.app_data::<Data<Ledger>>().cloned();
+        let service = req.app_data::<Data<Service>>().cloned();
         let limits = req.app_data::<Data<super::limits::Limiters>>().cloned();
         Box::pin(async move {
-            let ledger = ledger.ok_or_else(|| ApiError::Internal("no ledger configured".into()))?;
+            let service = service
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no service configured")))?;
             let token = token.ok_or_else(|| {
                 ApiError::Unauthorized(
                     "an `Authorization: Bearer <token>` header is required".into(),
                 )
             })?;
-            match ledger.authenticate(&token).await? {
+            match service.authenticate(&token).await? {
                 Some(owner) => {
                     if let Some(limits) = &limits {
                         limits.check_owner(owner)?;
@@ -70,7 +71,11 @@ impl FromRequest for LeafUserId {
         let (name, raw) = match (info.get("leafUserId"), info.get("id")) {
             (Some(raw), _) => ("leafUserId", raw),
             (None, Some(raw)) => ("id", raw),
-            (None, None) => return ready(Err(ApiError::Internal("route has no user id".into()))),
+            (None, None) => {
+                return ready(Err(ApiError::Internal(anyhow::anyhow!(
+                    "route has no user id"
+                ))))
+            }
         };
         ready(
             raw.parse().map(LeafUserId).map_err(|_| {
@@ -100,7 +105,7 @@ impl FromRequest for JsonBody {
             let bytes = bytes.await.map_err(|e| match ApiError::from_actix(&e) {
                 ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(format!(
                     "the body is larger than {} bytes",
-                    crate::startup::MAX_BODY_BYTES
+                    crate::config::MAX_BODY_BYTES
                 )),
                 other => other,
             })?;

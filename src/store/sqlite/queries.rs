@@ -1,59 +1,12 @@
 //! Reading the projections. Every query that touches a user or a credential is scoped by owner.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{Map, Value};
 
-use super::StoreError;
 use crate::domain::event::UserProfile;
-use crate::domain::{
-    CredentialId, CredentialStatus, ExchangeId, OwnerId, Provider, Timestamp, UserId,
+use crate::domain::{CredentialId, CredentialStatus, OwnerId, Provider, Timestamp, UserId};
+use crate::store::{
+    CredentialView, DueCheck, ExchangeView, OwnerView, StoreError, UserQuery, UserView, WrappedKey,
 };
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct OwnerView {
-    pub id: OwnerId,
-    pub username: String,
-    pub password_hash: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct CredentialView {
-    pub id: CredentialId,
-    pub user_id: UserId,
-    pub provider: Provider,
-    pub status: CredentialStatus,
-    pub fields: Map<String, Value>,
-    pub created_at: Timestamp,
-    /// Its wrapped data key; secret fields stay sealed with it until `Ledger::open`.
-    pub data_key: Option<super::WrappedKey>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct UserView {
-    pub id: UserId,
-    pub profile: UserProfile,
-    pub created_at: Timestamp,
-    pub credentials: Vec<CredentialView>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExchangeView {
-    pub id: ExchangeId,
-    pub status_code: u16,
-    pub headers: String,
-    pub body: String,
-    pub recorded_at: Timestamp,
-}
-
-/// Filters and page of `GET /users`.
-#[derive(Clone, Debug, Default)]
-pub struct UserQuery {
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub external_id: Option<String>,
-    pub page: u32,
-    pub size: u32,
-}
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
@@ -141,7 +94,7 @@ fn credential(raw: RawCredential) -> Result<CredentialView, StoreError> {
     let data_key = raw
         .key_id
         .zip(raw.wrapped)
-        .map(|(key_id, wrapped)| super::WrappedKey {
+        .map(|(key_id, wrapped)| WrappedKey {
             credential_id,
             key_id,
             wrapped,
@@ -321,14 +274,6 @@ fn content_key<'r>(row: &'r Row<'_>) -> Result<(&'r str, &'r str), StoreError> {
             .map_err(|e| StoreError::Corrupt(format!("exchange contents: {e}")))
     };
     Ok((text(3)?, text(0)?))
-}
-
-/// A credential whose background check is due.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DueCheck {
-    pub owner_id: OwnerId,
-    pub credential: CredentialView,
-    pub next_check_at: Timestamp,
 }
 
 fn raw_due(r: &Row<'_>) -> rusqlite::Result<(RawCredential, String, String)> {

@@ -1,0 +1,338 @@
+//! The command path: load a stream, fold it, let the pure aggregate decide, append what it
+//! decided at the version it decided on. A lost race (another writer appended first) is not
+//! the client's problem: it is loaded and decided again, by the one retry helper
+//! [`Service::retrying_conflicts`], until it succeeds or `CONFLICT_DEADLINE` passes. Only a
+//! precondition the client stated (`If-None-Match: *`) can refuse a write, and it is decided on
+//! the state the write would change.
+//!
+//! Users' states are kept in a [`StateCache`] at the version they were folded to, so a command
+//! usually appends without reading its stream first. Exact whatever else writes the stream
+//! (another node, the CLI): events never change, so a cached state is the stream's state at its
+//! version; a command decided on a state that is no longer the newest fails its expected-version
+//! check and is decided again on the stream's newer events. A refusal (or a no-op) is never
+//! answered from the cache alone: the stream is read first.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{AppError, Service};
+use crate::domain::event::ProviderExchange;
+use crate::domain::user::{self, CheckResult, UserCommand, UserState};
+use crate::domain::{CredentialId, DomainEvent, Provider, UserId};
+use crate::store::{ExchangeContent, RecordedEvent, SideWrites, StoreError, StreamAppend};
+
+/// How long a command is decided again after lost races before its 503.
+pub const CONFLICT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Most users whose state is kept; past it the cache starts afresh.
+const STATE_CACHE_SIZE: usize = 10_000;
+
+/// A user's state at a version of its stream.
+#[derive(Clone, Debug)]
+struct Folded {
+    version: u64,
+    state: Arc<UserState>,
+}
+
+#[derive(Default)]
+pub(super) struct StateCache(Mutex<HashMap<UserId, Folded>>);
+
+impl StateCache {
+    fn get(&self, user: UserId) -> Option<Folded> {
+        self.lock().get(&user).cloned()
+    }
+
+    /// Keeps `folded` unless a newer state of the user is already kept.
+    fn put(&self, user: UserId, folded: Folded) {
+        let mut cache = self.lock();
+        if cache
+            .get(&user)
+            .is_some_and(|kept| kept.version >= folded.version)
+        {
+            return;
+        }
+        if cache.len() >= STATE_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(user, folded);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Folded>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A decision on a user, and the state and version it was made on.
+struct Decided {
+    base: Folded,
+    events: Vec<DomainEvent>,
+}
+
+impl Service {
+    /// Runs `attempt` again while it fails with a lost race (`StoreError::Conflict`), until
+    /// `CONFLICT_DEADLINE`; each attempt is told how many came before it. After the deadline the
+    /// conflict is answered as storage too busy to take the write (503), never as a 409.
+    pub(super) async fn retrying_conflicts<T, F, Fut>(&self, mut attempt: F) -> Result<T, AppError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, AppError>>,
+    {
+        let deadline = Instant::now() + CONFLICT_DEADLINE;
+        let mut tries = 0;
+        loop {
+            match attempt(tries).await {
+                Err(AppError::Store(StoreError::Conflict { stream_id })) => {
+                    if Instant::now() >= deadline {
+                        return Err(AppError::Store(StoreError::unavailable(format!(
+                            "stream {stream_id} kept changing for {CONFLICT_DEADLINE:?}"
+                        ))));
+                    }
+                    tries += 1;
+                    // Past the first few, lost races are spread out a little.
+                    if tries > 3 {
+                        tokio::time::sleep(Duration::from_millis(u64::from(tries.min(20)))).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Decides `command` against the user's stream and appends the result, with `side`, at the
+    /// version it was decided on; decided again after a lost race.
+    pub async fn execute(
+        &self,
+        user_id: UserId,
+        command: UserCommand,
+        side: SideWrites,
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        let wants_check = matches!(
+            command,
+            UserCommand::Create { .. }
+                | UserCommand::SaveCredential { .. }
+                | UserCommand::RequestCheck { .. }
+        );
+        let recorded = self
+            .retrying_conflicts(|tries| {
+                let command = command.clone();
+                let side = side.clone();
+                async move {
+                    let decided = self.decide(user_id, command, tries > 0).await?;
+                    self.append_user(user_id, decided, vec![], side).await
+                }
+            })
+            .await?;
+        if wants_check && recorded.iter().any(|r| makes_due(&r.event)) {
+            self.checks_wanted.notify_one();
+        }
+        Ok(recorded)
+    }
+
+    /// Records a background check: its exchanges, rotated tokens, status and next check, all in
+    /// one transaction. A result for a credential replaced or deleted meanwhile is refused
+    /// (`UserError::StaleCredential`) and nothing is written.
+    pub async fn record_check(
+        &self,
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        result: CheckResult,
+        exchanges: Vec<ProviderExchange>,
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        self.retrying_conflicts(|tries| {
+            let command = UserCommand::RecordCheck {
+                credential_id,
+                provider,
+                result: result.clone(),
+                now: self.now(),
+            };
+            let exchanges = exchanges.clone();
+            async move {
+                let decided = self.decide(user_id, command, tries > 0).await?;
+                let (log, side) = self
+                    .exchange_log(&decided, credential_id, exchanges)
+                    .await?;
+                self.append_user(user_id, decided, log, side).await
+            }
+        })
+        .await
+    }
+
+    /// Records exchanges with a provider alone, if their credential is still the user's live
+    /// one (tools and tests; a check records them with its outcome).
+    pub async fn record_exchange(&self, exchange: ProviderExchange) -> Result<(), AppError> {
+        let meta = &exchange.meta;
+        let (user_id, credential_id, provider) = (meta.user_id, meta.credential_id, meta.provider);
+        self.retrying_conflicts(|_| {
+            let exchange = exchange.clone();
+            async move {
+                let base = self.load(user_id, true).await?;
+                let UserState::Live(live) = &*base.state else {
+                    return Err(user::UserError::StaleCredential.into());
+                };
+                user::current_credential(live, provider, credential_id)?;
+                let decided = Decided {
+                    base,
+                    events: vec![],
+                };
+                let (log, side) = self
+                    .exchange_log(&decided, credential_id, vec![exchange])
+                    .await?;
+                self.append_user(user_id, decided, log, side).await
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The append of `exchanges` to the credential's exchange log, and their contents.
+    async fn exchange_log(
+        &self,
+        decided: &Decided,
+        credential_id: CredentialId,
+        exchanges: Vec<ProviderExchange>,
+    ) -> Result<(Vec<StreamAppend>, SideWrites), AppError> {
+        if exchanges.is_empty() {
+            return Ok((vec![], SideWrites::default()));
+        }
+        let stream_id = format!("exchanges:{credential_id}");
+        let expected_version = self.store.stream_version(&stream_id).await?;
+        let contents = exchanges
+            .iter()
+            .map(|x| ExchangeContent {
+                exchange_id: x.meta.exchange_id,
+                credential_id: x.meta.credential_id,
+                recorded_at: x.meta.recorded_at,
+                headers: x.headers.clone(),
+                body: x.body.clone(),
+            })
+            .collect();
+        let events = exchanges
+            .into_iter()
+            .map(|x| DomainEvent::ProviderExchangeRecorded { exchange: x.meta })
+            .collect();
+        let append = StreamAppend {
+            stream_id,
+            expected_version,
+            owner_id: owner_of(&decided.base.state),
+            events,
+        };
+        let side = SideWrites {
+            contents,
+            data_keys: vec![],
+        };
+        Ok((vec![append], side))
+    }
+
+    /// The user's state: the cached one as it is, or (`fresh`, or none cached) brought up to
+    /// date with the stream's newer events.
+    async fn load(&self, user_id: UserId, fresh: bool) -> Result<Folded, AppError> {
+        let cached = self.states.get(user_id);
+        if let (Some(cached), false) = (&cached, fresh) {
+            return Ok(cached.clone());
+        }
+        let base = cached.unwrap_or(Folded {
+            version: 0,
+            state: Arc::new(UserState::default()),
+        });
+        let newer = self
+            .store
+            .read_stream(&user::stream_id(user_id), base.version)
+            .await?;
+        let Some(last) = newer.last() else {
+            return Ok(base);
+        };
+        let version = last.version;
+        let state = newer
+            .iter()
+            .map(|r| &r.event)
+            .fold(UserState::clone(&base.state), user::evolve);
+        let folded = Folded {
+            version,
+            state: Arc::new(state),
+        };
+        self.states.put(user_id, folded.clone());
+        Ok(folded)
+    }
+
+    /// Decides `command` on the user's state. A decision that writes nothing (a refusal, a
+    /// no-op) is made on the stream as it is now, never on a cached state alone.
+    async fn decide(
+        &self,
+        user_id: UserId,
+        command: UserCommand,
+        fresh: bool,
+    ) -> Result<Decided, AppError> {
+        let base = self.load(user_id, fresh).await?;
+        match user::decide(&base.state, command.clone()) {
+            Ok(events) if !events.is_empty() || fresh => Ok(Decided { base, events }),
+            Err(error) if fresh => Err(error.into()),
+            _ => {
+                let base = self.load(user_id, true).await?;
+                let events = user::decide(&base.state, command)?;
+                Ok(Decided { base, events })
+            }
+        }
+    }
+
+    /// Appends what was decided on the user (with `also`, in the same transaction) at the
+    /// version it was decided on, and keeps the state it leads to.
+    async fn append_user(
+        &self,
+        user_id: UserId,
+        decided: Decided,
+        also: Vec<StreamAppend>,
+        side: SideWrites,
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        let Decided { base, events } = decided;
+        if events.is_empty() && also.is_empty() {
+            return Ok(vec![]);
+        }
+        let owner_id = events
+            .iter()
+            .find_map(|e| match e {
+                DomainEvent::UserCreated { owner_id, .. } => Some(*owner_id),
+                _ => None,
+            })
+            .or_else(|| owner_of(&base.state));
+        let mut appends = vec![StreamAppend {
+            stream_id: user::stream_id(user_id),
+            expected_version: base.version,
+            owner_id,
+            // With no events this only checks that the user's stream did not move meanwhile.
+            events: events.clone(),
+        }];
+        appends.extend(also);
+        let recorded = self.store.append(appends, side, self.now()).await?;
+        if !events.is_empty() {
+            let state = events
+                .iter()
+                .fold(UserState::clone(&base.state), user::evolve);
+            let folded = Folded {
+                version: base.version + events.len() as u64,
+                state: Arc::new(state),
+            };
+            self.states.put(user_id, folded);
+        }
+        Ok(recorded)
+    }
+}
+
+fn owner_of(state: &UserState) -> Option<crate::domain::OwnerId> {
+    match state {
+        UserState::Live(user) => Some(user.owner_id),
+        _ => None,
+    }
+}
+
+/// Whether an event makes a credential due for a check now.
+fn makes_due(event: &DomainEvent) -> bool {
+    matches!(
+        event,
+        DomainEvent::CredentialCreated { .. }
+            | DomainEvent::CredentialReplaced { .. }
+            | DomainEvent::CredentialCheckRequested { .. }
+    )
+}

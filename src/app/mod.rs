@@ -1,0 +1,78 @@
+//! The application: what handlers, the check worker and the CLI call. It runs commands through
+//! the pure domain onto the ledger (`commands`), answers queries from the read model
+//! (`queries`), keeps secrets sealed at rest (`secrets`, `crypto`) and authenticates API
+//! owners (`auth`). It holds its storage as an `Arc<dyn Store>`, whatever the backend.
+
+pub mod auth;
+pub mod commands;
+pub mod crypto;
+pub mod queries;
+pub mod secrets;
+
+use std::sync::Arc;
+
+use crate::domain::owner::OwnerError;
+use crate::domain::user::UserError;
+use crate::domain::{Clock, Timestamp};
+use crate::store::{SharedStore, StoreError};
+
+pub use secrets::{is_secret, Secrets, MASK};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Our fault (a key that does not decrypt, a hashing failure): logged with its cause chain.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// The application services, cheap to clone (every part is shared).
+#[derive(Clone)]
+pub struct Service {
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    secrets: Secrets,
+    checks_wanted: Arc<tokio::sync::Notify>,
+    tokens: Arc<auth::TokenCache>,
+    states: Arc<commands::StateCache>,
+}
+
+impl Service {
+    pub fn new(store: SharedStore, clock: Arc<dyn Clock>, secrets: Secrets) -> Self {
+        Self {
+            store,
+            clock,
+            secrets,
+            checks_wanted: Arc::new(tokio::sync::Notify::new()),
+            tokens: Arc::default(),
+            states: Arc::default(),
+        }
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Notified whenever a command makes a credential due for a check (created, replaced,
+    /// check requested), so the check worker need not wait for its next tick.
+    pub fn checks_wanted(&self) -> Arc<tokio::sync::Notify> {
+        self.checks_wanted.clone()
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}

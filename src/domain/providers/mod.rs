@@ -1,0 +1,164 @@
+//! The providers, as data: one file each, holding one `credential_provider!` block (its names,
+//! its request fields, what its answers add, how its credentials are checked, an example).
+//! From that block come its typed request and answer (with their schemas) and its
+//! [`ProviderSpec`](super::provider::ProviderSpec); `for_each_provider!` in `provider.rs` lists
+//! the files, and everything else (validation, the endpoints, its place in a Leaf user, its
+//! checks) is generic over the spec.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::{CredentialId, CredentialStatus, Timestamp};
+
+/// What the provider said about the current token.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct TokenMetadata {
+    /// The scopes granted to the token.
+    pub scopes: Vec<String>,
+}
+
+/// A stored credential as its provider's typed answer: its id, status and creation time, the
+/// fields it holds, and the token metadata its checks recorded.
+pub fn credential_answer<R: DeserializeOwned>(
+    id: CredentialId,
+    status: CredentialStatus,
+    created_at: Timestamp,
+    fields: &Map<String, Value>,
+) -> serde_json::Result<R> {
+    let scopes = fields.get("scopes").cloned().unwrap_or_else(|| json!([]));
+    let mut object = Map::new();
+    object.insert("id".into(), json!(id));
+    object.insert("status".into(), json!(status));
+    object.insert("createdTime".into(), json!(created_at));
+    object.insert("tokenMetadata".into(), json!({ "scopes": scopes }));
+    object.insert("scopes".into(), scopes);
+    object.extend(fields.clone());
+    serde_json::from_value(Value::Object(object))
+}
+
+/// `required` or `optional`, as a field spec's `required`.
+macro_rules! required {
+    (required) => {
+        true
+    };
+    (optional) => {
+        false
+    };
+}
+
+/// `secret`, `plain` or `environment`, as a field spec's kind.
+macro_rules! field_kind {
+    (secret) => {
+        $crate::domain::fields::FieldKind::Secret
+    };
+    (plain) => {
+        $crate::domain::fields::FieldKind::Plain
+    };
+    (environment) => {
+        $crate::domain::fields::FieldKind::Environment
+    };
+}
+
+/// One provider's declaration: see `raven.rs` for the shape.
+macro_rules! credential_provider {
+    (
+        $(#[doc = $doc:literal])*
+        $variant:ident {
+            name: $name:tt,
+            slug: $slug:tt,
+            object: $object:tt,
+            operation: $op:tt,
+            request: $Req:ident,
+            response: $Resp:ident,
+            fields: { $( $(#[doc = $fdoc:literal])* $req:ident $kind:ident $field:ident : $fty:ty ),* $(,)? },
+            extras: { $( $(#[doc = $xdoc:literal])* $xfield:ident : $xty:ty ),* $(,)? },
+            check: $check:expr,
+            example: $example:tt $(,)?
+        }
+    ) => {
+        use serde::{Deserialize, Serialize};
+        use utoipa::ToSchema;
+        #[allow(unused_imports)]
+        use $crate::domain::providers::TokenMetadata;
+        #[allow(unused_imports)]
+        use $crate::domain::provider::{ClientAuth, ClientEnvironment, OAuthCheck};
+        use $crate::domain::provider::{CheckKind, Provider, ProviderSpec};
+        use $crate::domain::fields::FieldSpec;
+        use $crate::domain::{CredentialId, CredentialStatus, Timestamp};
+
+        $(#[doc = $doc])*
+        #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "camelCase")]
+        #[schema(example = json!($example))]
+        pub struct $Req {
+            $( $(#[doc = $fdoc])* pub $field: $fty, )*
+        }
+
+        #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "camelCase")]
+        #[schema(
+            description = concat!("A Leaf user's ", $name, " credentials, with their status."),
+            example = example
+        )]
+        pub struct $Resp {
+            /// The credential's id; a replaced credential gets a new one.
+            pub id: CredentialId,
+            /// The credential's health, kept up to date by background checks.
+            pub status: CredentialStatus,
+            /// When the credential was created.
+            pub created_time: Timestamp,
+            $( $(#[doc = $fdoc])* pub $field: $fty, )*
+            $( $(#[doc = $xdoc])* pub $xfield: $xty, )*
+        }
+
+        /// This provider's request body.
+        pub type Request = $Req;
+        /// This provider's stored credentials, as answers show them.
+        pub type Response = $Resp;
+
+        /// An example answer, made by the code that makes real ones.
+        pub fn example() -> serde_json::Value {
+            let fields = match serde_json::json!($example) {
+                serde_json::Value::Object(fields) => fields,
+                _ => Default::default(),
+            };
+            $crate::domain::providers::credential_answer::<$Resp>(
+                CredentialId(uuid::uuid!("6f1c0e52-8d4b-4b8e-9a63-2f0a4c7d1e55")),
+                CredentialStatus::Ok,
+                Timestamp::parse("2026-11-22T14:03:07.123456Z").unwrap_or_else(|| unreachable!()),
+                &fields,
+            )
+            .ok()
+            .and_then(|answer| serde_json::to_value(answer).ok())
+            .unwrap_or_default()
+        }
+
+        pub static SPEC: ProviderSpec = ProviderSpec {
+            provider: Provider::$variant,
+            name: $name,
+            slug: $slug,
+            object_name: $object,
+            operation: $op,
+            fields: &[$(FieldSpec {
+                rust_name: stringify!($field),
+                required: required!($req),
+                kind: field_kind!($kind),
+            }),*],
+            request_schema: stringify!($Req),
+            response_schema: stringify!($Resp),
+            check: $check,
+            answer: |id, status, created_at, fields| {
+                let answer: $Resp =
+                    $crate::domain::providers::credential_answer(id, status, created_at, fields)?;
+                serde_json::to_value(answer)
+            },
+        };
+    };
+}
+
+// After the macros: a `macro_rules!` is seen only below its definition.
+pub mod ag_leader;
+pub mod john_deere;
+pub mod raven;
