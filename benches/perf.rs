@@ -5,7 +5,7 @@
 //! BENCH_EVENTS (ledger size for the replay phase, default 1 000 000), BENCH_CREDENTIALS and
 //! BENCH_EXCHANGES (the exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
 //! against another build of the server (to compare two versions on the same ledgers).
-//! BENCH_PHASES picks phases (a comma list of writes, reads, replay, exchanges; reads needs
+//! BENCH_PHASES picks phases (a comma list of writes, attach, reads, replay, exchanges; reads needs
 //! writes), and BENCH_KEEP=1 keeps the ledgers under target/tmp/perf for a closer look. Needs
 //! `wrk` (apt install wrk).
 
@@ -36,6 +36,10 @@ fn server_binary() -> PathBuf {
 const PASSWORD: &str = "bench-password-not-secret";
 const CONNECTIONS: u32 = 64;
 const CREDENTIAL_BODY: &str = r#"{"clientKey":"key","clientSecret":"secret","refreshToken":"refresh","clientEnvironment":"PRODUCTION"}"#;
+const USER_BODY: &str =
+    r#"{"name":"Jane Grower","email":"jane@example.com","externalId":"grower-42"}"#;
+/// Users whose credentials the attach phase replaces, all at once.
+const ATTACH_USERS: u64 = 500;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -141,16 +145,21 @@ function init(args)
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
   wrk.headers["Content-Type"] = "application/json"
   prefix, suffix = os.getenv("BENCH_PREFIX"), os.getenv("BENCH_SUFFIX")
+  random_ids = os.getenv("BENCH_RANDOM_IDS") == "1"
+  math.randomseed(1234 + tid)
 end
 function request()
   counter = counter + 1
-  -- thread t takes ids t+1, t+3, …: no two connections work on the same user at once
+  -- thread t takes ids t+1, t+3, …: no two connections work on the same user at once; or,
+  -- with BENCH_RANDOM_IDS, any id, so that concurrent requests meet on the same user
   local i = ((counter * 2 + tid) % n) + 1
+  if random_ids then i = math.random(n) end
   return wrk.format(nil, prefix .. ids[i] .. suffix)
 end
 "#;
 
-/// Runs wrk: `method` on `prefix + id + suffix` for ids from `ids` in turn.
+/// Runs wrk: `method` on `prefix + id + suffix` for ids from `ids` in turn (or, with
+/// `random_ids`, at random).
 #[allow(clippy::too_many_arguments)]
 fn wrk(
     dir: &Path,
@@ -163,6 +172,7 @@ fn wrk(
     body: &str,
     connections: u32,
     seconds: u64,
+    random_ids: bool,
 ) -> Load {
     let script = dir.join("bench.lua");
     std::fs::write(&script, WRK_SCRIPT).unwrap();
@@ -184,6 +194,7 @@ fn wrk(
         .env("BENCH_SUFFIX", suffix)
         .env("BENCH_BODY", body)
         .env("BENCH_TOKEN", token)
+        .env("BENCH_RANDOM_IDS", if random_ids { "1" } else { "0" })
         .output()
         .expect("run wrk (apt install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -235,6 +246,7 @@ fn health_load(dir: &Path, base: &str, token: &str, connections: u32, seconds: u
         "",
         connections,
         seconds,
+        false,
     )
 }
 
@@ -259,6 +271,7 @@ fn john_deere_load(
         "",
         connections,
         seconds,
+        false,
     )
 }
 
@@ -552,8 +565,8 @@ fn main() {
     );
     println!();
     let mut peak_rss: f64 = 0.0;
-    let phases =
-        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "writes,reads,replay,exchanges".into());
+    let phases = std::env::var("BENCH_PHASES")
+        .unwrap_or_else(|_| "writes,attach,reads,replay,exchanges".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
     assert!(
         phase("writes") || !phase("reads"),
@@ -587,6 +600,7 @@ fn main() {
                 CREDENTIAL_BODY,
                 CONNECTIONS,
                 round_seconds,
+                false,
             );
             peak.set(peak.get().max(server.peak_rss_mib()));
             load
@@ -613,6 +627,65 @@ fn main() {
             "    this disk alone: {:.0} synced 16 KiB writes/s (write + fdatasync, one file, 2 s)",
             synced_writes_per_second(&root.join("writes/fsync.probe"))
         );
+    }
+
+    // 1b. Attaching credentials to a few users at once (an onboarding flow), against creating
+    // users, both durable and grouped: every POST replaces a credential of one of 500 users, so
+    // concurrent POSTs meet on the same streams and a lost race must be decided again, never
+    // answered 409.
+    if phase("attach") {
+        let db = root.join("attach/ledger.sqlite");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let (rt, ledger, owner) = new_ledger(&db);
+        let users: Vec<String> = seed(&rt, ledger.store(), owner, ATTACH_USERS, 0, 0)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        drop(ledger);
+        drop(rt);
+        let (server, _) = Server::start(&db, &[]);
+        let token = server.login();
+        let rounds = alternate(
+            "credential POST over 500 users (req/s)",
+            "POST /users (req/s)",
+            ">= 0.5",
+            |_| {
+                wrk(
+                    &root,
+                    &server.base,
+                    &token,
+                    "POST",
+                    "/services/usermanagement/api/users",
+                    &[String::new()],
+                    "",
+                    USER_BODY,
+                    CONNECTIONS,
+                    round_seconds,
+                    false,
+                )
+            },
+            |_| {
+                wrk(
+                    &root,
+                    &server.base,
+                    &token,
+                    "POST",
+                    "/services/usermanagement/api/users/",
+                    &users,
+                    "/john-deere-credentials",
+                    CREDENTIAL_BODY,
+                    CONNECTIONS,
+                    round_seconds,
+                    std::env::var("BENCH_ATTACH_IN_TURN").is_err(),
+                )
+            },
+        );
+        println!(
+            "    non-2xx answers: {} credential POST, {} POST /users",
+            rounds.iter().map(|(m, _)| m.errors).sum::<u64>(),
+            rounds.iter().map(|(_, b)| b.errors).sum::<u64>()
+        );
+        peak_rss = peak_rss.max(server.peak_rss_mib());
     }
 
     // 2. Read path: GET of a credential vs the server's own /health.

@@ -5,6 +5,11 @@
 //! precondition the client stated (`If-None-Match: *`) can refuse a write, and it is decided on
 //! the state the write would change.
 //!
+//! Commands on one user wait for each other on this node ([`UserLocks`]), so their lost races
+//! come only from other writers (another node, the CLI): without that, concurrent commands on a
+//! user would all decide on the same state, all but one fail their append, and a group commit
+//! holding one failed append is rolled back and run again.
+//!
 //! Users' states are kept in a [`StateCache`] at the version they were folded to, so a command
 //! usually appends without reading its stream first. Exact whatever else writes the stream
 //! (another node, the CLI): events never change, so a cached state is the stream's state at its
@@ -26,8 +31,33 @@ use crate::store::{ExchangeContent, RecordedEvent, SideWrites, StoreError, Strea
 /// How long a command is decided again after lost races before its 503.
 pub const CONFLICT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Most users whose state is kept; past it the cache starts afresh.
-const STATE_CACHE_SIZE: usize = 10_000;
+/// Users whose state is kept per generation of the cache (so at most twice this many).
+const STATE_CACHE_GENERATION: usize = 2048;
+
+/// How many locks commands on users are spread over: two users share one with a chance of
+/// 1 in this, which only makes the second wait for the first.
+const USER_LOCKS: usize = 1024;
+
+/// A lock per slice of the users, held by a command from its decision to its commit.
+pub(super) struct UserLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for UserLocks {
+    fn default() -> Self {
+        Self(
+            (0..USER_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
+}
+
+impl UserLocks {
+    async fn lock(&self, user: UserId) -> tokio::sync::MutexGuard<'_, ()> {
+        // A v7 id ends in random bits.
+        let slice = (user.0.as_u128() % USER_LOCKS as u128) as usize;
+        self.0[slice].lock().await
+    }
+}
 
 /// A user's state at a version of its stream.
 #[derive(Clone, Debug)]
@@ -36,31 +66,52 @@ struct Folded {
     state: Arc<UserState>,
 }
 
+/// Users' states in two generations: a state read or written goes into the newer one, and when
+/// that is full the older one is dropped and the newer takes its place. The users in use stay
+/// (each use brings them back into the newer generation); a burst of others cannot push them
+/// out, as it could out of a map that is cleared when full.
 #[derive(Default)]
-pub(super) struct StateCache(Mutex<HashMap<UserId, Folded>>);
+pub(super) struct StateCache(Mutex<Generations>);
+
+#[derive(Default)]
+struct Generations {
+    newer: HashMap<UserId, Folded>,
+    older: HashMap<UserId, Folded>,
+}
 
 impl StateCache {
     fn get(&self, user: UserId) -> Option<Folded> {
-        self.lock().get(&user).cloned()
+        let mut cache = self.lock();
+        if let Some(kept) = cache.newer.get(&user) {
+            return Some(kept.clone());
+        }
+        let kept = cache.older.remove(&user)?;
+        cache.keep(user, kept.clone());
+        Some(kept)
     }
 
     /// Keeps `folded` unless a newer state of the user is already kept.
     fn put(&self, user: UserId, folded: Folded) {
         let mut cache = self.lock();
-        if cache
-            .get(&user)
-            .is_some_and(|kept| kept.version >= folded.version)
-        {
+        let kept = cache.newer.get(&user).or_else(|| cache.older.get(&user));
+        if kept.is_some_and(|kept| kept.version >= folded.version) {
             return;
         }
-        if cache.len() >= STATE_CACHE_SIZE {
-            cache.clear();
-        }
-        cache.insert(user, folded);
+        cache.older.remove(&user);
+        cache.keep(user, folded);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Folded>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Generations {
+    fn keep(&mut self, user: UserId, folded: Folded) {
+        if self.newer.len() >= STATE_CACHE_GENERATION {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(user, folded);
     }
 }
 
@@ -114,6 +165,7 @@ impl Service {
                 | UserCommand::SaveCredential { .. }
                 | UserCommand::RequestCheck { .. }
         );
+        let _turn = self.user_locks.lock(user_id).await;
         let recorded = self
             .retrying_conflicts(|tries| {
                 let command = command.clone();
@@ -141,6 +193,7 @@ impl Service {
         result: CheckResult,
         exchanges: Vec<ProviderExchange>,
     ) -> Result<Vec<RecordedEvent>, AppError> {
+        let _turn = self.user_locks.lock(user_id).await;
         self.retrying_conflicts(|tries| {
             let command = UserCommand::RecordCheck {
                 credential_id,
@@ -165,6 +218,7 @@ impl Service {
     pub async fn record_exchange(&self, exchange: ProviderExchange) -> Result<(), AppError> {
         let meta = &exchange.meta;
         let (user_id, credential_id, provider) = (meta.user_id, meta.credential_id, meta.provider);
+        let _turn = self.user_locks.lock(user_id).await;
         self.retrying_conflicts(|_| {
             let exchange = exchange.clone();
             async move {
@@ -335,4 +389,104 @@ fn makes_due(event: &DomainEvent) -> bool {
             | DomainEvent::CredentialReplaced { .. }
             | DomainEvent::CredentialCheckRequested { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::crypto::{KeySource, Keyring};
+    use crate::app::Secrets;
+    use crate::domain::event::UserProfile;
+    use crate::domain::user::{NewCredential, UserError};
+    use crate::domain::{Clock, OwnerId, SystemClock};
+    use crate::store::{SqliteStore, StoreOptions};
+
+    /// Two services over one database, as two nodes (or a node and the CLI) would be: each
+    /// with its own state cache, neither seeing the other's writes but through the ledger.
+    fn two_nodes() -> (tempfile::TempDir, Service, Service) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let node = || {
+            let store = SqliteStore::open(&path, StoreOptions::default()).unwrap();
+            let keyring = Keyring::open(KeySource::File(dir.path().join("master.key"))).unwrap();
+            let secrets = Secrets::new(Arc::new(keyring), false);
+            Service::new(Arc::new(store), Arc::new(SystemClock), secrets)
+        };
+        let (a, b) = (node(), node());
+        (dir, a, b)
+    }
+
+    fn save(owner_id: OwnerId, create_only: bool) -> UserCommand {
+        let fields =
+            serde_json::json!({"clientId": "id", "clientSecret": "s", "refreshToken": "r"});
+        UserCommand::SaveCredential {
+            owner_id,
+            credential: NewCredential {
+                id: CredentialId::new(),
+                provider: Provider::Raven,
+                fields: fields.as_object().cloned().unwrap_or_default(),
+            },
+            create_only,
+            at: SystemClock.now(),
+        }
+    }
+
+    fn delete(owner_id: OwnerId) -> UserCommand {
+        UserCommand::DeleteCredential {
+            owner_id,
+            provider: Provider::Raven,
+        }
+    }
+
+    async fn run(node: &Service, user: UserId, command: UserCommand) -> Result<usize, AppError> {
+        let recorded = node.execute(user, command, SideWrites::default()).await?;
+        Ok(recorded.len())
+    }
+
+    #[tokio::test]
+    async fn a_state_cached_before_another_node_wrote_is_never_decided_on_alone() {
+        let (_dir, a, b) = two_nodes();
+        let (owner_id, user) = (OwnerId::new(), UserId::new());
+        let create = UserCommand::Create {
+            user_id: user,
+            owner_id,
+            profile: UserProfile::default(),
+            credentials: vec![],
+            at: SystemClock.now(),
+        };
+        run(&a, user, create).await.unwrap();
+        // A has the user cached without credentials; B attaches one.
+        run(&b, user, save(owner_id, false)).await.unwrap();
+        // A refusal is not made on the stale state: the stream is read first.
+        let exists = run(&a, user, save(owner_id, true)).await;
+        assert!(
+            matches!(exists, Err(AppError::User(UserError::CredentialExists(_)))),
+            "{exists:?}"
+        );
+        // B deletes it; A, whose cache now holds it, deletes too: a refusal, not a second event.
+        run(&b, user, delete(owner_id)).await.unwrap();
+        run(&a, user, save(owner_id, false)).await.unwrap(); // a lost race, decided again
+        run(&b, user, delete(owner_id)).await.unwrap();
+        let gone = run(&a, user, delete(owner_id)).await;
+        assert!(
+            matches!(gone, Err(AppError::User(UserError::NoCredential(_)))),
+            "{gone:?}"
+        );
+        let stream = a
+            .store
+            .read_stream(&user::stream_id(user), 0)
+            .await
+            .unwrap();
+        let types: Vec<&str> = stream.iter().map(|e| e.event.event_type()).collect();
+        assert_eq!(
+            types,
+            [
+                "UserCreated",
+                "CredentialCreated",
+                "CredentialDeleted",
+                "CredentialCreated",
+                "CredentialDeleted"
+            ]
+        );
+    }
 }

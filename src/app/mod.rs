@@ -40,6 +40,7 @@ pub struct Service {
     checks_wanted: Arc<tokio::sync::Notify>,
     tokens: Arc<auth::TokenCache>,
     states: Arc<commands::StateCache>,
+    user_locks: Arc<commands::UserLocks>,
 }
 
 impl Service {
@@ -51,6 +52,7 @@ impl Service {
             checks_wanted: Arc::new(tokio::sync::Notify::new()),
             tokens: Arc::default(),
             states: Arc::default(),
+            user_locks: Arc::default(),
         }
     }
 

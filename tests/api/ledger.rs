@@ -143,71 +143,16 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
     assert_eq!(read["status"], "UNAUTHENTICATED");
 }
 
-#[tokio::test]
-async fn twenty_concurrent_posts_leave_one_credential_and_a_gap_free_stream() {
-    let app = spawn_app().await;
-    let user = app.new_user().await;
-    let (slug, _, body) = providers().remove(2);
-    let posts = (0..20).map(|i| {
-        let mut body = body.clone();
-        body["refreshToken"] = json!(format!("refresh-{i}"));
-        let app = &app;
-        let user = &user;
-        async move { app.post_credentials(user, slug, &body).await }
-    });
-    let responses = futures::future::join_all(posts).await;
-    let mut created = Vec::new();
-    for response in responses {
-        match response.status() {
-            StatusCode::CREATED => {
-                created.push(response.json::<Value>().await.unwrap()["id"].clone())
-            }
-            StatusCode::CONFLICT => {
-                crate::helpers::problem(response, 409).await;
-            }
-            other => panic!("unexpected {other}"),
-        }
-    }
-    assert!(!created.is_empty());
-    eprintln!(
-        "20 concurrent POSTs: {} created, {} lost the race (409)",
-        created.len(),
-        20 - created.len()
-    );
-
-    let conn = app.sqlite();
-    let live: Vec<String> = conn
-        .prepare("SELECT id FROM credentials WHERE user_id = ?1")
-        .unwrap()
-        .query_map([&user], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(live.len(), 1, "exactly one live credential");
-    assert!(
-        created.contains(&json!(live[0])),
-        "the live one is one that was acknowledged"
-    );
-
-    let stream = app
-        .service
-        .store()
-        .read_stream(&format!("user:{user}"), 0)
-        .await
-        .unwrap();
+/// Every version of the user's stream, and every global position, from 1 without a gap.
+fn assert_gap_free(app: &TestApp, stream: &[credential_ledger::store::RecordedEvent]) {
     let versions: Vec<u64> = stream.iter().map(|e| e.version).collect();
     assert_eq!(
         versions,
         (1..=stream.len() as u64).collect::<Vec<_>>(),
         "gap-free stream"
     );
-    let credential_events = stream.iter().filter(|e| e.version > 1).count();
-    assert_eq!(
-        credential_events,
-        created.len(),
-        "one event per acknowledged POST, none for a 409"
-    );
-    let positions: Vec<i64> = conn
+    let positions: Vec<i64> = app
+        .sqlite()
         .prepare("SELECT position FROM events ORDER BY position")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -219,4 +164,153 @@ async fn twenty_concurrent_posts_leave_one_credential_and_a_gap_free_stream() {
         (1..=positions.len() as i64).collect::<Vec<_>>(),
         "gap-free global positions"
     );
+}
+
+/// The projections, rebuilt from the ledger by the CLI, are row for row the live ones.
+fn assert_rebuild_equals_live(app: &TestApp) {
+    let live = crate::projections::dump(&app.database);
+    app.cli(&["rebuild".as_ref()]);
+    assert_eq!(crate::projections::dump(&app.database), live);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_posts_without_a_precondition_all_succeed_and_leave_one_credential() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let (slug, _, body) = providers().remove(2);
+    let posts = (0..50).map(|i| {
+        let mut body = body.clone();
+        body["refreshToken"] = json!(format!("refresh-{i}"));
+        let app = &app;
+        let user = &user;
+        async move { app.post_credentials(user, slug, &body).await }
+    });
+    let responses = futures::future::join_all(posts).await;
+    let mut created = Vec::new();
+    for response in responses {
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "no lost race reaches the client"
+        );
+        created.push(response.json::<Value>().await.unwrap()["id"].clone());
+    }
+    assert_eq!(created.len(), 50);
+
+    let live: Vec<String> = app
+        .sqlite()
+        .prepare("SELECT id FROM credentials WHERE user_id = ?1")
+        .unwrap()
+        .query_map([&user], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(live.len(), 1, "exactly one live credential");
+    assert!(
+        created.contains(&json!(live[0])),
+        "the live one is one that was acknowledged"
+    );
+    let stream = app
+        .service
+        .store()
+        .read_stream(&format!("user:{user}"), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.len(),
+        1 + 50,
+        "the user's creation, then one event per acknowledged POST"
+    );
+    assert_gap_free(&app, &stream);
+    assert_rebuild_equals_live(&app);
+}
+
+#[tokio::test]
+async fn thirty_users_each_attached_three_providers_at_once_all_succeed() {
+    let app = spawn_app().await;
+    let mut users = Vec::new();
+    for _ in 0..30 {
+        users.push(app.new_user().await);
+    }
+    let posts = users.iter().flat_map(|user| {
+        providers()
+            .into_iter()
+            .map(move |(slug, _, body)| (user.clone(), slug, body))
+    });
+    let responses = futures::future::join_all(posts.map(|(user, slug, body)| {
+        let app = &app;
+        async move { app.post_credentials(&user, slug, &body).await.status() }
+    }))
+    .await;
+    assert_eq!(responses.len(), 90);
+    assert!(
+        responses.iter().all(|s| *s == StatusCode::CREATED),
+        "{responses:?}"
+    );
+    for user in &users {
+        let read: Value = app
+            .send(
+                reqwest::Method::GET,
+                &format!("{}/users/{user}", crate::helpers::BASE),
+                Some(&app.token),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        for (_, object, _) in providers() {
+            assert!(read[object].is_object(), "{object} of {user}: {read}");
+        }
+        let stream = app
+            .service
+            .store()
+            .read_stream(&format!("user:{user}"), 0)
+            .await
+            .unwrap();
+        assert_eq!(stream.len(), 4, "created, then one event per provider");
+    }
+    assert_rebuild_equals_live(&app);
+}
+
+#[tokio::test]
+async fn concurrent_create_only_posts_give_exactly_one_201_and_the_rest_412() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let (slug, _, body) = providers().remove(1);
+    let posts = (0..20).map(|i| {
+        let mut body = body.clone();
+        body["refreshToken"] = json!(format!("refresh-{i}"));
+        let app = &app;
+        let user = &user;
+        async move { app.create_credentials_only(user, slug, &body).await }
+    });
+    let mut created = Vec::new();
+    let mut refused = 0;
+    for response in futures::future::join_all(posts).await {
+        match response.status() {
+            StatusCode::CREATED => created.push(response.json::<Value>().await.unwrap()),
+            StatusCode::PRECONDITION_FAILED => {
+                crate::helpers::problem(response, 412).await;
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created.len(), refused), (1, 19));
+    let stored = app.credentials_json(&user, slug).await;
+    assert_eq!(stored["id"], created[0]["id"]);
+    assert_eq!(stored["refreshToken"], created[0]["refreshToken"]);
+    let stream = app
+        .service
+        .store()
+        .read_stream(&format!("user:{user}"), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.len(),
+        2,
+        "the user's creation and the one credential"
+    );
+    assert_gap_free(&app, &stream);
 }
