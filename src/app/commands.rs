@@ -213,34 +213,6 @@ impl Service {
         .await
     }
 
-    /// Records exchanges with a provider alone, if their credential is still the user's live
-    /// one (tools and tests; a check records them with its outcome).
-    pub async fn record_exchange(&self, exchange: ProviderExchange) -> Result<(), AppError> {
-        let meta = &exchange.meta;
-        let (user_id, credential_id, provider) = (meta.user_id, meta.credential_id, meta.provider);
-        let _turn = self.user_locks.lock(user_id).await;
-        self.retrying_conflicts(|_| {
-            let exchange = exchange.clone();
-            async move {
-                let base = self.load(user_id, true).await?;
-                let UserState::Live(live) = &*base.state else {
-                    return Err(user::UserError::StaleCredential.into());
-                };
-                user::current_credential(live, provider, credential_id)?;
-                let decided = Decided {
-                    base,
-                    events: vec![],
-                };
-                let (log, side) = self
-                    .exchange_log(&decided, credential_id, vec![exchange])
-                    .await?;
-                self.append_user(user_id, decided, log, side).await
-            }
-        })
-        .await?;
-        Ok(())
-    }
-
     /// The append of `exchanges` to the credential's exchange log, and their contents.
     async fn exchange_log(
         &self,

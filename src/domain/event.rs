@@ -111,6 +111,10 @@ pub struct IssuedTokens {
     pub scopes: Vec<String>,
 }
 
+/// The layout of every event's payload, stored with each event (`event_version`): a build reads
+/// the versions up to its own and refuses a ledger written by a newer one.
+pub const PAYLOAD_VERSION: u32 = 1;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
 pub enum DomainEvent {

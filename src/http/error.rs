@@ -351,3 +351,31 @@ error_answers! {
         UNSUPPORTED_MEDIA_TYPE, TOO_MANY_REQUESTS, UNAVAILABLE,
     ];
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_is_a_500_with_its_cause_and_an_unavailable_store_a_503_to_retry() {
+        let cause = std::io::Error::other("UNIQUE constraint failed: data_keys.credential_id");
+        let failed = ApiError::from(StoreError::Failed(std::sync::Arc::new(cause)));
+        assert_eq!(failed.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        let chain = match &failed {
+            ApiError::Internal(cause) => format!("{cause:#}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(chain.contains("UNIQUE constraint failed"), "{chain}");
+        let response = failed.render(None);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+
+        let busy = ApiError::from(StoreError::unavailable("database is locked"));
+        assert_eq!(busy.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry = busy
+            .render(None)
+            .headers()
+            .get(header::RETRY_AFTER)
+            .cloned();
+        assert_eq!(retry.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+    }
+}

@@ -130,8 +130,7 @@ async fn record(app: &TestApp, user: &str, credential: &str, slug: &str, code: u
     let at = app.service.now().minus(chrono::Duration::days(days_ago));
     let body = format!("{{\"days_ago\":{days_ago},\"access_token\":\"[redacted]\"}}");
     let exchange = crate::helpers::exchange(user, credential, slug, code, at, &body);
-    app.service
-        .record_exchange(exchange)
+    crate::helpers::record_exchange(app, exchange)
         .await
         .expect("exchange recorded");
 }
@@ -214,7 +213,7 @@ async fn events_show_the_last_30_days_newest_first_and_vanish_on_replace_and_del
 
         // An exchange for the replaced credential is refused: its log is gone for good.
         let late = crate::helpers::exchange(&user, credential, slug, 200, app.service.now(), "");
-        assert!(app.service.record_exchange(late).await.is_err());
+        assert!(crate::helpers::record_exchange(&app, late).await.is_err());
 
         app.delete_credentials(&user, slug).await;
         problem(app.get_events(&user, slug).await, 404).await;

@@ -82,6 +82,30 @@ pub struct TestApp {
     server: actix_web::dev::ServerHandle,
 }
 
+/// Records `exchange` as a background check would, with an unchanged `OK` outcome (the
+/// credential must still be the user's live one).
+pub async fn record_exchange(
+    app: &TestApp,
+    exchange: ProviderExchange,
+) -> Result<(), credential_ledger::app::AppError> {
+    let meta = exchange.meta.clone();
+    let unchanged = credential_ledger::domain::user::CheckResult {
+        status: credential_ledger::domain::CredentialStatus::Ok,
+        tokens: None,
+        reason: "recorded by a test".into(),
+    };
+    app.service
+        .record_check(
+            meta.user_id,
+            meta.credential_id,
+            meta.provider,
+            unchanged,
+            vec![exchange],
+        )
+        .await?;
+    Ok(())
+}
+
 /// The app without background checks (tests that exercise them use `spawn_app_with`).
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(
@@ -94,7 +118,7 @@ pub async fn spawn_app() -> TestApp {
     .await
 }
 
-/// The app with these health settings, over `database` if given (else a fresh one).
+/// The app with these check settings, over `database` if given (else a fresh one).
 pub async fn spawn_app_with(
     health: CheckSettings,
     database: Option<(tempfile::TempDir, PathBuf)>,

@@ -41,27 +41,13 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         app.service.now(),
         "{}",
     );
-    app.service.record_exchange(logged).await.unwrap();
+    crate::helpers::record_exchange(&app, logged).await.unwrap();
     app.delete_credentials(&users[1], "raven-credentials").await;
     app.update_user(&json!({"id": users[2], "name": "renamed"}))
         .await;
     app.delete_user(&users[3]).await;
     let raven: Value = app.credentials_json(&users[2], "raven-credentials").await;
-    let revoked = CheckResult {
-        status: CredentialStatus::Unauthenticated,
-        tokens: None,
-        reason: "invalid_grant".into(),
-    };
-    app.service
-        .record_check(
-            users[2].parse::<UserId>().unwrap(),
-            raven["id"].as_str().unwrap().parse().unwrap(),
-            Provider::Raven,
-            revoked,
-            vec![],
-        )
-        .await
-        .unwrap();
+    // A check at the provider that found the credential revoked, with its exchange.
     let raven_id = raven["id"].as_str().unwrap();
     let body = "{\"error\":\"invalid_grant\"}";
     let exchange = crate::helpers::exchange(
@@ -72,7 +58,21 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         app.service.now(),
         body,
     );
-    app.service.record_exchange(exchange).await.unwrap();
+    let revoked = CheckResult {
+        status: CredentialStatus::Unauthenticated,
+        tokens: None,
+        reason: "invalid_grant".into(),
+    };
+    app.service
+        .record_check(
+            users[2].parse::<UserId>().unwrap(),
+            raven_id.parse().unwrap(),
+            Provider::Raven,
+            revoked,
+            vec![exchange],
+        )
+        .await
+        .unwrap();
     let status: Value = app
         .get_status(&users[2], "raven-credentials")
         .await

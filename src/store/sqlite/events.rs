@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection, Row};
 
+use crate::domain::event::PAYLOAD_VERSION;
 use crate::domain::{DomainEvent, OwnerId, Timestamp};
 use crate::store::{ExchangeContent, RecordedEvent, StoreError, StreamAppend, WrappedKey};
 
@@ -31,8 +32,8 @@ pub fn append_events(
     }
     let mut position = last_position(tx)?;
     let mut insert = tx.prepare_cached(
-        "INSERT OR FAIL INTO events (position, stream_id, version, event_type, payload, owner_id, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR FAIL INTO events (position, stream_id, version, event_type, payload, owner_id, recorded_at, event_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut recorded = Vec::with_capacity(append.events.len());
     for (offset, event) in append.events.iter().enumerate() {
@@ -46,6 +47,7 @@ pub fn append_events(
             event.payload().to_string(),
             append.owner_id.map(|o| o.to_string()),
             recorded_at.to_string(),
+            PAYLOAD_VERSION,
         ])?;
         recorded.push(RecordedEvent {
             position,
@@ -59,7 +61,8 @@ pub fn append_events(
     Ok(recorded)
 }
 
-const COLUMNS: &str = "position, stream_id, version, event_type, payload, owner_id, recorded_at";
+const COLUMNS: &str =
+    "position, stream_id, version, event_type, payload, owner_id, recorded_at, event_version";
 
 /// The stream's events after `after_version`, in version order.
 pub fn read_stream(
@@ -106,6 +109,12 @@ fn decode(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
             .as_str_or_null()
             .map_err(|_| corrupt(&format!("column {column} is not text")))
     };
+    let payload_version: u32 = row.get(7)?;
+    if payload_version > PAYLOAD_VERSION {
+        return Err(corrupt(&format!(
+            "payload version {payload_version} is newer than this build reads ({PAYLOAD_VERSION})"
+        )));
+    }
     let event_type = text(3)?.ok_or_else(|| corrupt("no event type"))?;
     let payload = text(4)?.ok_or_else(|| corrupt("no payload"))?;
     let event = DomainEvent::from_stored(event_type, payload)

@@ -598,3 +598,30 @@ fn events_merges_log_and_contents_newest_first_and_shows_only_exchanges_with_bot
     );
     assert_eq!(shown(t3), []);
 }
+
+#[test]
+fn a_constraint_violation_is_a_failure_and_a_locked_database_is_unavailable() {
+    let (_dir, path) = database();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE t (x UNIQUE); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let duplicate = conn.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+    let failed = StoreError::from(duplicate);
+    assert!(matches!(failed, StoreError::Failed(_)), "{failed:?}");
+    let cause = std::error::Error::source(&failed).map(ToString::to_string);
+    assert!(
+        cause.is_some_and(|c| c.contains("UNIQUE")),
+        "the cause is kept"
+    );
+
+    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2);")
+        .unwrap();
+    let other = Connection::open(&path).unwrap();
+    other.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let busy = other.execute("INSERT INTO t VALUES (3)", []).unwrap_err();
+    let unavailable = StoreError::from(busy);
+    assert!(
+        matches!(unavailable, StoreError::Unavailable(_)),
+        "{unavailable:?}"
+    );
+}
