@@ -16,19 +16,6 @@ impl Service {
         Ok(self.store.credential(owner, user, provider).await?)
     }
 
-    /// The credential as an answer shows it.
-    pub async fn credential_revealed(
-        &self,
-        owner: OwnerId,
-        user: UserId,
-        provider: Provider,
-    ) -> Result<Option<CredentialView>, AppError> {
-        self.credential(owner, user, provider)
-            .await?
-            .map(|view| self.secrets.reveal(view))
-            .transpose()
-    }
-
     /// The user with its credentials as an answer shows them.
     pub async fn user(&self, owner: OwnerId, user: UserId) -> Result<Option<UserView>, AppError> {
         self.store

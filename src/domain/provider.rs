@@ -127,6 +127,17 @@ pub struct OAuthCheck {
     pub stage_token_url: Option<&'static str>,
 }
 
+impl OAuthCheck {
+    /// A provider that publishes no token endpoint: it is checked once one is configured.
+    pub const fn unpublished(client_auth: ClientAuth) -> Self {
+        Self {
+            client_auth,
+            production_token_url: None,
+            stage_token_url: None,
+        }
+    }
+}
+
 /// Everything the rest of the service needs to know about one provider.
 #[derive(Debug)]
 pub struct ProviderSpec {

@@ -94,14 +94,12 @@ pub async fn get(
 /// The credential as an answer shows it.
 pub async fn get_open(
     service: &Service,
-    Owner(owner): Owner,
-    LeafUserId(user): LeafUserId,
+    owner: Owner,
+    user: LeafUserId,
     provider: Provider,
 ) -> Result<CredentialView, ApiError> {
-    service
-        .credential_revealed(owner, user, provider)
-        .await?
-        .ok_or_else(|| no_credential(provider))
+    let view = get(service, owner, user, provider).await?;
+    Ok(service.secrets().reveal(view)?)
 }
 
 pub async fn save(

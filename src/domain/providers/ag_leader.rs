@@ -21,11 +21,9 @@ credential_provider! {
         },
         extras: {},
         // AgFiniti publishes no token endpoint: configure it (see the README).
-        check: CheckKind::OAuthRefresh(OAuthCheck {
-            client_auth: ClientAuth::Body { id: "publicKey", secret: "privateKey" },
-            production_token_url: None,
-            stage_token_url: None,
-        }),
+        check: CheckKind::OAuthRefresh(OAuthCheck::unpublished(
+            ClientAuth::Body { id: "publicKey", secret: "privateKey" },
+        )),
         example: {
             "refreshToken": "grower-refresh-token",
             "publicKey": "your-public-key",

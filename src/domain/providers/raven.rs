@@ -24,11 +24,9 @@ credential_provider! {
             token_metadata: TokenMetadata,
         },
         // Raven publishes no token endpoint: configure it (see the README).
-        check: CheckKind::OAuthRefresh(OAuthCheck {
-            client_auth: ClientAuth::Body { id: "clientId", secret: "clientSecret" },
-            production_token_url: None,
-            stage_token_url: None,
-        }),
+        check: CheckKind::OAuthRefresh(OAuthCheck::unpublished(
+            ClientAuth::Body { id: "clientId", secret: "clientSecret" },
+        )),
         example: {
             "clientId": "your-client-id",
             "clientSecret": "your-client-secret",

@@ -107,27 +107,22 @@ pub fn apply_to(
             provider,
             fields,
             created_at,
-        } => {
-            insert_credential(
-                conn,
-                credentials,
-                recorded,
-                user_id,
-                credential_id,
-                *provider,
-                fields,
-                created_at,
-            )?;
         }
-        E::CredentialReplaced {
+        | E::CredentialReplaced {
             user_id,
-            replaced_credential_id,
             credential_id,
             provider,
             fields,
             created_at,
+            ..
         } => {
-            delete_credential(conn, credentials, replaced_credential_id)?;
+            if let E::CredentialReplaced {
+                replaced_credential_id,
+                ..
+            } = &recorded.event
+            {
+                delete_credential(conn, credentials, replaced_credential_id)?;
+            }
             insert_credential(
                 conn,
                 credentials,
