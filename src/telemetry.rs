@@ -12,3 +12,15 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// An error with its causes, `a: b: c`.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,32 +1,40 @@
 //! The command path: load a stream, fold it, let the pure aggregate decide, append what it
-//! decided at the version it decided on. A lost race (another writer appended first) is not
-//! the client's problem: it is loaded and decided again, by the one retry helper
-//! [`Service::retrying_conflicts`], until it succeeds or `CONFLICT_DEADLINE` passes. Only a
-//! precondition the client stated (`If-None-Match: *`) can refuse a write, and it is decided on
-//! the state the write would change.
+//! decided at the version it decided on.
 //!
-//! Commands on one user wait for each other on this node ([`UserLocks`]), so their lost races
-//! come only from other writers (another node, the CLI): without that, concurrent commands on a
-//! user would all decide on the same state, all but one fail their append, and a group commit
-//! holding one failed append is rolled back and run again.
+//! A lost race (another writer appended to the stream first) is not the client's problem: the
+//! command is loaded and decided again, by one retry helper ([`retry_until`]), until it succeeds
+//! or `CONFLICT_DEADLINE` passes (then 503, never 409). What the client sees is the decision on
+//! the state its write would change: a 404 for what is not there, a 412 only for the
+//! precondition it stated (`If-None-Match: *`).
 //!
-//! Users' states are kept in a [`StateCache`] at the version they were folded to, so a command
-//! usually appends without reading its stream first. Exact whatever else writes the stream
-//! (another node, the CLI): events never change, so a cached state is the stream's state at its
-//! version; a command decided on a state that is no longer the newest fails its expected-version
-//! check and is decided again on the stream's newer events. A refusal (or a no-op) is never
-//! answered from the cache alone: the stream is read first.
+//! Commands on one user take turns on this node ([`UserLocks`]), so concurrent requests for a
+//! user do not all decide on the same state and all but one fail their append (a group commit
+//! holding a failed append is rolled back and run again). Lost races then come from other
+//! writers (another node, the CLI), or from a request whose client went away while its write
+//! was still queued; either way they are decided again.
+//!
+//! Users' states are kept in a [`StateCache`] at the version they were folded to, so a command on
+//! a user this node has seen appends without reading its stream first. The cache is exact
+//! whoever else writes the stream: events never change, so a cached state is the stream's
+//! state at its version, and a command decided on a state that is no longer the newest fails its
+//! expected-version check and is decided again on the stream's newer events. A refusal or a
+//! no-op, which appends nothing to check, is never answered from the cache: the stream is read
+//! first.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::{Map, Value};
+
 use super::{AppError, Service};
-use crate::domain::event::ProviderExchange;
-use crate::domain::user::{self, CheckResult, UserCommand, UserState};
-use crate::domain::{CredentialId, DomainEvent, Provider, UserId};
-use crate::store::{ExchangeContent, RecordedEvent, SideWrites, StoreError, StreamAppend};
+use crate::domain::event::{ProviderExchange, UserProfile};
+use crate::domain::user::{self, CheckResult, NewCredential, UserCommand, UserState};
+use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Provider, UserId};
+use crate::store::{
+    CredentialView, ExchangeContent, RecordedEvent, SideWrites, StoreError, StreamAppend,
+};
 
 /// How long a command is decided again after lost races before its 503.
 pub const CONFLICT_DEADLINE: Duration = Duration::from_secs(5);
@@ -125,35 +133,142 @@ impl Service {
     /// Runs `attempt` again while it fails with a lost race (`StoreError::Conflict`), until
     /// `CONFLICT_DEADLINE`; each attempt is told how many came before it. After the deadline the
     /// conflict is answered as storage too busy to take the write (503), never as a 409.
-    pub(super) async fn retrying_conflicts<T, F, Fut>(&self, mut attempt: F) -> Result<T, AppError>
+    pub(super) async fn retrying_conflicts<T, F, Fut>(&self, attempt: F) -> Result<T, AppError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, AppError>>,
+    {
+        retry_until(Instant::now() + CONFLICT_DEADLINE, attempt).await
+    }
+
+    /// `attempt` (as `retrying_conflicts` runs it) in the user's turn: commands on one user run
+    /// one after the other on this node. Waiting for the turn counts against the same deadline.
+    async fn in_turn<T, F, Fut>(&self, user_id: UserId, attempt: F) -> Result<T, AppError>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, AppError>>,
     {
         let deadline = Instant::now() + CONFLICT_DEADLINE;
-        let mut tries = 0;
-        loop {
-            match attempt(tries).await {
-                Err(AppError::Store(StoreError::Conflict { stream_id })) => {
-                    if Instant::now() >= deadline {
-                        return Err(AppError::Store(StoreError::unavailable(format!(
-                            "stream {stream_id} kept changing for {CONFLICT_DEADLINE:?}"
-                        ))));
-                    }
-                    tries += 1;
-                    // Past the first few, lost races are spread out a little.
-                    if tries > 3 {
-                        tokio::time::sleep(Duration::from_millis(u64::from(tries.min(20)))).await;
-                    }
-                }
-                other => return other,
-            }
-        }
+        let turn = tokio::time::timeout_at(deadline.into(), self.user_locks.lock(user_id)).await;
+        let Ok(_turn) = turn else {
+            return Err(AppError::Store(StoreError::unavailable(format!(
+                "user {user_id} was busy with other commands for {CONFLICT_DEADLINE:?}"
+            ))));
+        };
+        retry_until(deadline, attempt).await
     }
 
-    /// Decides `command` against the user's stream and appends the result, with `side`, at the
-    /// version it was decided on; decided again after a lost race.
+    /// Decides `command` against the user's stream and appends the result at the version it
+    /// was decided on; decided again after a lost race.
     pub async fn execute(
+        &self,
+        user_id: UserId,
+        command: UserCommand,
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        self.execute_with(user_id, command, SideWrites::default())
+            .await
+    }
+
+    /// Creates a user (its profile and credentials already validated), sealing the
+    /// credentials' secrets, each with a data key of its own.
+    pub async fn create_user(
+        &self,
+        owner_id: OwnerId,
+        profile: UserProfile,
+        credentials: Vec<(Provider, Map<String, Value>)>,
+    ) -> Result<UserId, AppError> {
+        let mut credentials: Vec<NewCredential> = credentials
+            .into_iter()
+            .map(|(provider, fields)| NewCredential {
+                id: CredentialId::new(),
+                provider,
+                fields,
+            })
+            .collect();
+        let data_keys = credentials
+            .iter_mut()
+            .map(|c| self.secrets.seal_credential(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let user_id = UserId::new();
+        let command = UserCommand::Create {
+            user_id,
+            owner_id,
+            profile,
+            credentials,
+            at: self.now(),
+        };
+        let side = SideWrites {
+            contents: vec![],
+            data_keys,
+        };
+        self.execute_with(user_id, command, side).await?;
+        Ok(user_id)
+    }
+
+    /// Attaches a credential (its fields already validated) to the user, replacing the one it
+    /// has unless `create_only`, with its secrets sealed; answers with what this request stored
+    /// (even if a later one has replaced it since), secrets as answers show them.
+    pub async fn save_credential(
+        &self,
+        owner_id: OwnerId,
+        user_id: UserId,
+        provider: Provider,
+        fields: Map<String, Value>,
+        create_only: bool,
+    ) -> Result<CredentialView, AppError> {
+        let mut credential = NewCredential {
+            id: CredentialId::new(),
+            provider,
+            fields,
+        };
+        let data_key = self.secrets.seal_credential(&mut credential)?;
+        let command = UserCommand::SaveCredential {
+            owner_id,
+            credential,
+            create_only,
+            at: self.now(),
+        };
+        let side = SideWrites {
+            contents: vec![],
+            data_keys: vec![data_key.clone()],
+        };
+        let recorded = self.execute_with(user_id, command, side).await?;
+        let stored = recorded.iter().find_map(|r| match &r.event {
+            DomainEvent::CredentialCreated {
+                credential_id,
+                provider,
+                fields,
+                created_at,
+                ..
+            }
+            | DomainEvent::CredentialReplaced {
+                credential_id,
+                provider,
+                fields,
+                created_at,
+                ..
+            } => Some(CredentialView {
+                id: *credential_id,
+                user_id,
+                provider: *provider,
+                // As `evolve` has it: a new credential is OK until a check says otherwise.
+                status: CredentialStatus::Ok,
+                fields: fields.clone(),
+                created_at: *created_at,
+                data_key: Some(data_key.clone()),
+            }),
+            _ => None,
+        });
+        let stored = stored.ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "saving a credential recorded no credential"
+            ))
+        })?;
+        self.secrets.reveal(stored)
+    }
+
+    /// `execute`, with `side` written in the append's transaction.
+    async fn execute_with(
         &self,
         user_id: UserId,
         command: UserCommand,
@@ -165,9 +280,8 @@ impl Service {
                 | UserCommand::SaveCredential { .. }
                 | UserCommand::RequestCheck { .. }
         );
-        let _turn = self.user_locks.lock(user_id).await;
         let recorded = self
-            .retrying_conflicts(|tries| {
+            .in_turn(user_id, |tries| {
                 let command = command.clone();
                 let side = side.clone();
                 async move {
@@ -193,8 +307,7 @@ impl Service {
         result: CheckResult,
         exchanges: Vec<ProviderExchange>,
     ) -> Result<Vec<RecordedEvent>, AppError> {
-        let _turn = self.user_locks.lock(user_id).await;
-        self.retrying_conflicts(|tries| {
+        self.in_turn(user_id, |tries| {
             let command = UserCommand::RecordCheck {
                 credential_id,
                 provider,
@@ -346,6 +459,31 @@ impl Service {
     }
 }
 
+/// Runs `attempt` again while it fails with a lost race, until `deadline`; then the last
+/// conflict becomes the cause of a 503.
+async fn retry_until<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, AppError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, AppError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt(tries).await {
+            Err(AppError::Store(conflict @ StoreError::Conflict { .. })) => {
+                if Instant::now() >= deadline {
+                    return Err(AppError::Store(StoreError::Unavailable(Arc::new(conflict))));
+                }
+                tries += 1;
+                // Past the first few, lost races are spread out a little.
+                if tries > 3 {
+                    tokio::time::sleep(Duration::from_millis(u64::from(tries.min(20)))).await;
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 fn owner_of(state: &UserState) -> Option<crate::domain::OwnerId> {
     match state {
         UserState::Live(user) => Some(user.owner_id),
@@ -368,9 +506,8 @@ mod tests {
     use super::*;
     use crate::app::crypto::{KeySource, Keyring};
     use crate::app::Secrets;
-    use crate::domain::event::UserProfile;
-    use crate::domain::user::{NewCredential, UserError};
-    use crate::domain::{Clock, OwnerId, SystemClock};
+    use crate::domain::user::UserError;
+    use crate::domain::{Clock, SystemClock};
     use crate::store::{SqliteStore, StoreOptions};
 
     /// Two services over one database, as two nodes (or a node and the CLI) would be: each
@@ -411,7 +548,7 @@ mod tests {
     }
 
     async fn run(node: &Service, user: UserId, command: UserCommand) -> Result<usize, AppError> {
-        let recorded = node.execute(user, command, SideWrites::default()).await?;
+        let recorded = node.execute(user, command).await?;
         Ok(recorded.len())
     }
 

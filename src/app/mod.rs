@@ -16,7 +16,7 @@ use crate::domain::user::UserError;
 use crate::domain::{Clock, Timestamp};
 use crate::store::{SharedStore, StoreError};
 
-pub use secrets::{is_secret, Secrets, MASK};
+pub use secrets::Secrets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

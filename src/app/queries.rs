@@ -67,28 +67,19 @@ impl Service {
         Ok(self.store.due_checks(self.now(), providers, limit).await?)
     }
 
-    /// Whether the credential is still due now (a list of due checks may predate a check that
-    /// finished since).
-    pub async fn still_due(&self, id: CredentialId) -> Result<bool, AppError> {
+    /// The credential as it is now, with its secrets opened, if it is still due (a list of due
+    /// checks may predate a check that finished since, or tokens rotated since).
+    pub async fn due_now(&self, id: CredentialId) -> Result<Option<CredentialView>, AppError> {
         let now = self.now();
-        Ok(self
-            .store
-            .due_check(id)
-            .await?
-            .is_some_and(|due| due.next_check_at <= now))
+        let due = self.store.due_check(id).await?;
+        due.filter(|due| due.next_check_at <= now)
+            .map(|due| self.secrets.open(due.credential))
+            .transpose()
     }
 
     /// Reclaims exchange contents recorded before `cutoff`; returns how many.
     pub async fn purge_exchanges(&self, cutoff: Timestamp) -> Result<usize, AppError> {
         Ok(self.store.purge_exchanges(cutoff).await?)
-    }
-
-    /// Drops every projection and replays the ledger into fresh ones.
-    pub async fn rebuild(
-        &self,
-        progress: impl FnMut(u64, u64) + Send + 'static,
-    ) -> Result<u64, AppError> {
-        Ok(self.store.rebuild(Box::new(progress)).await?)
     }
 
     /// Adds a new master key and re-wraps every data key with it; returns the key's id and how

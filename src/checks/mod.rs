@@ -24,7 +24,8 @@ use crate::domain::event::ProviderExchange;
 use crate::domain::provider::CheckKind;
 use crate::domain::user::{CheckResult, UserError};
 use crate::domain::{ClientEnvironment, Clock, CredentialId, Provider};
-use crate::store::{CredentialView, DueCheck};
+use crate::store::{CredentialView, DueCheck, StoreError};
+use crate::telemetry::chain;
 
 /// Checks one credential the way its provider allows. Never fails: every outcome, the
 /// provider's silence included, is a result and the exchanges that led to it.
@@ -60,7 +61,7 @@ pub struct TokenUrl {
 }
 
 /// The short provider name used in configuration: the slug without `-credentials`.
-pub fn short_name(provider: Provider) -> &'static str {
+fn short_name(provider: Provider) -> &'static str {
     let slug = provider.spec().slug;
     slug.strip_suffix("-credentials").unwrap_or(slug)
 }
@@ -161,41 +162,20 @@ impl Default for CheckSettings {
 }
 
 impl CheckSettings {
-    /// Where to refresh a credential: configuration for its environment, then for the
-    /// provider, then the provider's published endpoint.
-    pub fn token_url(
+    /// The token endpoint configured for `provider` and `environment` (`None`: for all of
+    /// the provider's environments).
+    pub fn configured_token_url(
         &self,
         provider: Provider,
         environment: Option<ClientEnvironment>,
-    ) -> Option<String> {
-        let configured = |env: Option<ClientEnvironment>| {
-            self.token_urls
-                .iter()
-                .find(|t| t.provider == provider && t.environment == env)
-                .map(|t| t.url.clone())
-        };
-        let CheckKind::OAuthRefresh(check) = provider.spec().check;
-        let published = match environment {
-            Some(ClientEnvironment::Stage) => check.stage_token_url.or(check.production_token_url),
-            _ => check.production_token_url,
-        };
-        environment
-            .and_then(|env| configured(Some(env)))
-            .or_else(|| configured(None))
-            .or_else(|| published.map(str::to_owned))
+    ) -> Option<&str> {
+        self.token_urls
+            .iter()
+            .find(|t| t.provider == provider && t.environment == environment)
+            .map(|t| t.url.as_str())
     }
 
-    /// Whether a token endpoint is known for any environment of `provider`.
-    pub fn has_token_url(&self, provider: Provider) -> bool {
-        [
-            None,
-            Some(ClientEnvironment::Stage),
-            Some(ClientEnvironment::Production),
-        ]
-        .into_iter()
-        .any(|env| self.token_url(provider, env).is_some())
-    }
-
+    /// Scopes `provider`'s tokens must carry (`MISSING_PERMISSION` without them).
     pub fn required_scopes(&self, provider: Provider) -> &[String] {
         self.required_scopes
             .iter()
@@ -304,21 +284,16 @@ impl Worker {
 
     async fn check(&self, due: DueCheck) {
         let (id, provider) = (due.credential.id, due.credential.provider);
-        let secrets = self.service.secrets();
-        let credential = match secrets.open(due.credential) {
-            Ok(credential) => credential,
+        // The list may predate a check that finished since (or tokens it rotated): read the
+        // credential again, and check only if it is still due.
+        let credential = match self.service.due_now(id).await {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return,
             Err(error) => {
-                return tracing::warn!(credential = %id, error = %chain(&error), "cannot decrypt a credential")
+                return tracing::warn!(credential = %id, error = %chain(&error), "could not read a due credential")
             }
         };
-        // The list may predate a check that finished since: look at the schedule again.
-        match self.service.still_due(id).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => {
-                return tracing::warn!(error = %chain(&error), "could not read a credential's schedule")
-            }
-        }
+        let secrets = self.service.secrets();
         let spec = provider.spec();
         let checked = adapter(spec.check, &self.client)
             .check(&credential, &self.settings, self.service.clock().as_ref())
@@ -335,11 +310,35 @@ impl Worker {
                 }
             }
         }
-        match self
+        // The provider may have rotated the refresh token already: a result that storage
+        // could not take now is offered again a few times rather than lost at once.
+        let mut recorded = self
             .service
-            .record_check(credential.user_id, id, provider, result, exchanges)
-            .await
-        {
+            .record_check(
+                credential.user_id,
+                id,
+                provider,
+                result.clone(),
+                exchanges.clone(),
+            )
+            .await;
+        for wait_ms in [100, 400, 1600, 6400] {
+            if !matches!(recorded, Err(AppError::Store(StoreError::Unavailable(_)))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            recorded = self
+                .service
+                .record_check(
+                    credential.user_id,
+                    id,
+                    provider,
+                    result.clone(),
+                    exchanges.clone(),
+                )
+                .await;
+        }
+        match recorded {
             Ok(_) => {
                 tracing::info!(credential = %id, provider = spec.name, status = status.as_str(), %reason, "checked")
             }
@@ -351,16 +350,4 @@ impl Worker {
             }
         }
     }
-}
-
-/// An error with its causes, `a: b: c`.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

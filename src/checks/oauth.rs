@@ -19,10 +19,41 @@ pub struct RefreshGrant<'a> {
     pub client: &'a reqwest::Client,
 }
 
+impl RefreshGrant<'_> {
+    /// Where to refresh a credential: configuration for its environment, then for the
+    /// provider, then the provider's published endpoint.
+    pub fn token_url(
+        &self,
+        settings: &CheckSettings,
+        provider: Provider,
+        environment: Option<ClientEnvironment>,
+    ) -> Option<String> {
+        let published = match environment {
+            Some(ClientEnvironment::Stage) => self
+                .oauth
+                .stage_token_url
+                .or(self.oauth.production_token_url),
+            _ => self.oauth.production_token_url,
+        };
+        environment
+            .and_then(|env| settings.configured_token_url(provider, Some(env)))
+            .or_else(|| settings.configured_token_url(provider, None))
+            .or(published)
+            .map(str::to_owned)
+    }
+}
+
 #[async_trait::async_trait]
 impl CheckAdapter for RefreshGrant<'_> {
+    /// A token endpoint is known for some environment of the provider.
     fn can_check(&self, provider: Provider, settings: &CheckSettings) -> bool {
-        settings.has_token_url(provider)
+        [
+            None,
+            Some(ClientEnvironment::Stage),
+            Some(ClientEnvironment::Production),
+        ]
+        .into_iter()
+        .any(|env| self.token_url(settings, provider, env).is_some())
     }
 
     async fn check(
@@ -36,7 +67,7 @@ impl CheckAdapter for RefreshGrant<'_> {
             .fields
             .get("clientEnvironment")
             .and_then(|v| serde_json::from_value::<ClientEnvironment>(v.clone()).ok());
-        let url = settings.token_url(provider, environment)?;
+        let url = self.token_url(settings, provider, environment)?;
         let scopes = settings.required_scopes(provider);
         let (result, exchange) = check(
             self.client,

@@ -144,6 +144,8 @@ pub struct ProviderSpec {
     pub provider: Provider,
     /// Human name, e.g. "John Deere"; also the OpenAPI tag.
     pub name: &'static str,
+    /// What its credentials open, e.g. "John Deere Operations Center" (the tag's description).
+    pub title: &'static str,
     /// Path segment under `/users/{leafUserId}/`.
     pub slug: &'static str,
     /// Name of the credential object in a Leaf user (and in `fieldErrors`).

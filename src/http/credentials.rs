@@ -12,9 +12,9 @@ use super::ApiError;
 use crate::app::Service;
 use crate::config::EVENTS_WINDOW_DAYS;
 use crate::domain::provider::{for_each_provider, ProviderSpec};
-use crate::domain::user::{NewCredential, UserCommand};
-use crate::domain::{CredentialId, CredentialStatus, DomainEvent, ExchangeId, Provider, Timestamp};
-use crate::store::{CredentialView, SideWrites};
+use crate::domain::user::UserCommand;
+use crate::domain::{CredentialStatus, ExchangeId, Provider, Timestamp};
+use crate::store::CredentialView;
 
 /// The health of a credential.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -111,58 +111,9 @@ pub async fn save(
     create_only: bool,
 ) -> Result<CredentialView, ApiError> {
     let fields = spec.validate(&body).map_err(ApiError::Validation)?;
-    let mut credential = NewCredential {
-        id: CredentialId::new(),
-        provider: spec.provider,
-        fields,
-    };
-    let data_key = service.secrets().seal_credential(&mut credential)?;
-    let at = service.now();
-    let command = UserCommand::SaveCredential {
-        owner_id: owner,
-        credential,
-        create_only,
-        at,
-    };
-    let side = SideWrites {
-        contents: vec![],
-        data_keys: vec![data_key.clone()],
-    };
-    let recorded = service.execute(user, command, side).await?;
-    // Answer with what this request stored, even if a later one has replaced it since.
-    let view = recorded
-        .iter()
-        .find_map(|r| match &r.event {
-            DomainEvent::CredentialCreated {
-                credential_id,
-                provider,
-                fields,
-                created_at,
-                ..
-            }
-            | DomainEvent::CredentialReplaced {
-                credential_id,
-                provider,
-                fields,
-                created_at,
-                ..
-            } => Some(CredentialView {
-                id: *credential_id,
-                user_id: user,
-                provider: *provider,
-                status: CredentialStatus::Ok,
-                fields: fields.clone(),
-                created_at: *created_at,
-                data_key: Some(data_key.clone()),
-            }),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!(
-                "saving a credential recorded no credential"
-            ))
-        })?;
-    Ok(service.secrets().reveal(view)?)
+    Ok(service
+        .save_credential(owner, user, spec.provider, fields, create_only)
+        .await?)
 }
 
 pub async fn delete(
@@ -175,9 +126,7 @@ pub async fn delete(
         owner_id: owner,
         provider,
     };
-    service
-        .execute(user, command, SideWrites::default())
-        .await?;
+    service.execute(user, command).await?;
     Ok(())
 }
 
@@ -218,9 +167,7 @@ pub async fn request_check(
         provider,
         now: service.now(),
     };
-    service
-        .execute(user.0, command, SideWrites::default())
-        .await?;
+    service.execute(user.0, command).await?;
     Ok(get(service, owner, user, provider).await?.status)
 }
 

@@ -8,11 +8,11 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, ToSchema};
 
 use crate::app::AppError;
-use crate::checks::chain;
 use crate::domain::owner::OwnerError;
 use crate::domain::user::UserError;
 use crate::domain::FieldError;
 use crate::store::StoreError;
+use crate::telemetry::chain;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const WITH_MESSAGE: &str = "https://www.jhipster.tech/problem/problem-with-message";

@@ -6,6 +6,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest};
 use actix_web::App;
 use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
 
 use crate::domain::event::PROFILE;
 use crate::domain::fields::{not_blank_pattern, FieldKind, FieldSpec, MAX_FIELD_LEN};
@@ -25,19 +26,37 @@ use utoipa_actix_web::AppExt;
         license(name = "MIT", identifier = "MIT"),
     ),
     servers((url = "/", description = "This server")),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &ProviderTags),
     tags(
         (name = "Authentication", description = "API owners log in here"),
         (name = "Users", description = "Leaf users, each holding at most one credential per provider"),
-        (name = "AgLeader", description = "AgLeader AgFiniti credentials"),
-        (name = "John Deere", description = "John Deere Operations Center credentials"),
-        (name = "Raven", description = "Raven credentials"),
         (name = "Health", description = "Liveness and readiness"),
     ),
 )]
 struct ApiDoc;
 
 struct BearerScheme;
+
+/// One tag per provider, after `Users`, described from its spec.
+struct ProviderTags;
+
+impl Modify for ProviderTags {
+    fn modify(&self, openapi: &mut Document) {
+        let tags = openapi.tags.get_or_insert_with(Vec::new);
+        let at = tags
+            .iter()
+            .position(|t| t.name == "Users")
+            .map_or(0, |i| i + 1);
+        let providers = Provider::ALL.iter().map(|p| {
+            let spec = p.spec();
+            TagBuilder::new()
+                .name(spec.name)
+                .description(Some(format!("{} credentials", spec.title)))
+                .build()
+        });
+        tags.splice(at..at, providers);
+    }
+}
 
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut Document) {

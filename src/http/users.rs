@@ -16,9 +16,9 @@ use crate::app::Service;
 use crate::domain::event::{with_profile_fields, UserProfile, PROFILE};
 use crate::domain::fields::{validate_object, FieldError, FieldKind, FieldSpec};
 use crate::domain::provider::ProviderSpec;
-use crate::domain::user::{NewCredential, UserCommand};
-use crate::domain::{CredentialId, Provider, Timestamp, UserId};
-use crate::store::{CredentialView, SideWrites, UserQuery, UserView};
+use crate::domain::user::UserCommand;
+use crate::domain::{Provider, Timestamp, UserId};
+use crate::store::{CredentialView, UserQuery, UserView};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -251,11 +251,7 @@ pub async fn create_user(
         match body.get(name) {
             None | Some(Value::Null) => {}
             Some(object) => match provider.spec().validate(object) {
-                Ok(fields) => credentials.push(NewCredential {
-                    id: CredentialId::new(),
-                    provider,
-                    fields,
-                }),
+                Ok(fields) => credentials.push((provider, fields)),
                 Err(e) => errors.extend(e),
             },
         }
@@ -263,23 +259,9 @@ pub async fn create_user(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let data_keys = credentials
-        .iter_mut()
-        .map(|c| service.secrets().seal_credential(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let user_id = UserId::new();
-    let command = UserCommand::Create {
-        user_id,
-        owner_id: owner.0,
-        profile: profile(fields)?,
-        credentials,
-        at: service.now(),
-    };
-    let side = SideWrites {
-        contents: vec![],
-        data_keys,
-    };
-    service.execute(user_id, command, side).await?;
+    let user_id = service
+        .create_user(owner.0, profile(fields)?, credentials)
+        .await?;
     let user = read_user(&service, owner, user_id).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("{}/{}", request.path(), user_id)))
@@ -440,9 +422,7 @@ pub async fn update_user(
         owner_id: owner.0,
         profile: profile(accepted)?,
     };
-    service
-        .execute(user_id, command, SideWrites::default())
-        .await?;
+    service.execute(user_id, command).await?;
     Ok(HttpResponse::Ok().json(read_user(&service, owner, user_id).await?))
 }
 
@@ -462,8 +442,6 @@ pub async fn delete_user(
     service: Data<Service>,
 ) -> Result<HttpResponse, ApiError> {
     let command = UserCommand::Delete { owner_id: owner.0 };
-    service
-        .execute(user.0, command, SideWrites::default())
-        .await?;
+    service.execute(user.0, command).await?;
     Ok(HttpResponse::NoContent().finish())
 }

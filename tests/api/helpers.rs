@@ -40,7 +40,7 @@ pub fn providers() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-/// An exchange with `slug`'s provider, as the health worker would record it.
+/// An exchange with `slug`'s provider, as the check worker would record it.
 pub fn exchange(
     user: &str,
     credential: &str,
@@ -82,8 +82,8 @@ pub struct TestApp {
     server: actix_web::dev::ServerHandle,
 }
 
-/// Records `exchange` as a background check would, with an unchanged `OK` outcome (the
-/// credential must still be the user's live one).
+/// Records `exchange` as a background check that found the credential `OK` would (status `OK`,
+/// next check in a day); the credential must still be the user's live one.
 pub async fn record_exchange(
     app: &TestApp,
     exchange: ProviderExchange,

@@ -80,7 +80,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
         .await
         .unwrap();
     assert_eq!(status["status"], "UNAUTHENTICATED");
-    // The health worker's events: a check that rotated tokens, then a check asked for.
+    // The check worker's events: a check that rotated tokens, then a check asked for.
     let john_deere: Value = app
         .credentials_json(&users[2], "john-deere-credentials")
         .await;

@@ -1,10 +1,10 @@
 //! Integration tests: the real server on loopback over a real SQLite file.
 
 mod auth;
+mod checks;
 mod credentials;
 mod errors;
 mod fake_provider;
-mod health;
 mod helpers;
 mod ledger;
 mod openapi;

@@ -4,6 +4,7 @@ credential_provider! {
     /// AgLeader AgFiniti credentials: the grower's refresh token and your application's key pair.
     AgLeader {
         name: "AgLeader",
+        title: "AgLeader AgFiniti",
         slug: "ag-leader-credentials",
         object: "agLeaderCredentials",
         operation: "ag_leader",

@@ -5,6 +5,7 @@ credential_provider! {
     /// grower's refresh token.
     JohnDeere {
         name: "John Deere",
+        title: "John Deere Operations Center",
         slug: "john-deere-credentials",
         object: "johnDeereCredentials",
         operation: "john_deere",

@@ -67,6 +67,7 @@ macro_rules! credential_provider {
         $(#[doc = $doc:literal])*
         $variant:ident {
             name: $name:tt,
+            title: $title:tt,
             slug: $slug:tt,
             object: $object:tt,
             operation: $op:tt,
@@ -138,6 +139,7 @@ macro_rules! credential_provider {
         pub static SPEC: ProviderSpec = ProviderSpec {
             provider: Provider::$variant,
             name: $name,
+            title: $title,
             slug: $slug,
             object_name: $object,
             operation: $op,

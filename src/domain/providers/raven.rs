@@ -4,6 +4,7 @@ credential_provider! {
     /// Raven credentials: your application's client id and secret and the grower's refresh token.
     Raven {
         name: "Raven",
+        title: "Raven",
         slug: "raven-credentials",
         object: "ravenCredentials",
         operation: "raven",

@@ -13,7 +13,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{current_credential, decide};
+pub use decide::decide;
 pub use evolve::{apply_tokens, evolve};
 pub use schedule::*;
 pub use state::*;

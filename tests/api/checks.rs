@@ -1,4 +1,4 @@
-//! The health worker against a real (fake) OAuth2 token endpoint on loopback, observed through
+//! The check worker against a real (fake) OAuth2 token endpoint on loopback, observed through
 //! the HTTP API, with the clock under the test's control.
 
 use crate::fake_provider::{FakeProvider, Reply};
