@@ -14,7 +14,8 @@
 //! was still queued; either way they are decided again.
 //!
 //! Users' states are kept in a [`StateCache`] at the version they were folded to, so a command on
-//! a user this node has seen appends without reading its stream first. The cache is exact
+//! a user this node has seen appends without reading its stream first (and a user's creation,
+//! whose stream is new, never reads it). The cache is exact
 //! whoever else writes the stream: events never change, so a cached state is the stream's
 //! state at its version, and a command decided on a state that is no longer the newest fails its
 //! expected-version check and is decided again on the stream's newer events. A refusal or a
@@ -274,12 +275,6 @@ impl Service {
         command: UserCommand,
         side: SideWrites,
     ) -> Result<Vec<RecordedEvent>, AppError> {
-        let wants_check = matches!(
-            command,
-            UserCommand::Create { .. }
-                | UserCommand::SaveCredential { .. }
-                | UserCommand::RequestCheck { .. }
-        );
         let recorded = self
             .in_turn(user_id, |tries| {
                 let command = command.clone();
@@ -290,7 +285,7 @@ impl Service {
                 }
             })
             .await?;
-        if wants_check && recorded.iter().any(|r| makes_due(&r.event)) {
+        if recorded.iter().any(|r| makes_due(&r.event)) {
             self.checks_wanted.notify_one();
         }
         Ok(recorded)
@@ -365,17 +360,19 @@ impl Service {
         Ok((vec![append], side))
     }
 
-    /// The user's state: the cached one as it is, or (`fresh`, or none cached) brought up to
-    /// date with the stream's newer events.
+    /// The user's state: unless `fresh`, the cached one as it is, or for a user not cached a
+    /// stream not yet written (a new user's, which its creation appends to at version 0; for
+    /// any other the guess leads to a refusal, made again on the stream); if `fresh`, brought up
+    /// to date with the stream's newer events.
     async fn load(&self, user_id: UserId, fresh: bool) -> Result<Folded, AppError> {
         let cached = self.states.get(user_id);
-        if let (Some(cached), false) = (&cached, fresh) {
-            return Ok(cached.clone());
-        }
         let base = cached.unwrap_or(Folded {
             version: 0,
             state: Arc::new(UserState::default()),
         });
+        if !fresh {
+            return Ok(base);
+        }
         let newer = self
             .store
             .read_stream(&user::stream_id(user_id), base.version)

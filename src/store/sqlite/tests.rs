@@ -624,4 +624,23 @@ fn a_constraint_violation_is_a_failure_and_a_locked_database_is_unavailable() {
         matches!(unavailable, StoreError::Unavailable(_)),
         "{unavailable:?}"
     );
+
+    use rusqlite::ffi;
+    let of = |code| StoreError::from(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None));
+    for code in [
+        ffi::SQLITE_BUSY,
+        ffi::SQLITE_LOCKED,
+        ffi::SQLITE_FULL,
+        ffi::SQLITE_IOERR,
+    ] {
+        assert!(matches!(of(code), StoreError::Unavailable(_)), "{code}");
+    }
+    for code in [
+        ffi::SQLITE_CONSTRAINT,
+        ffi::SQLITE_MISMATCH,
+        ffi::SQLITE_ERROR,
+    ] {
+        assert!(matches!(of(code), StoreError::Failed(_)), "{code}");
+    }
+    assert!(matches!(of(ffi::SQLITE_CORRUPT), StoreError::Corrupt(_)));
 }
