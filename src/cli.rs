@@ -118,14 +118,14 @@ struct ServeArgs {
         env = "CREDENTIAL_LEDGER_TOKEN_URLS",
         value_delimiter = ','
     )]
-    token_urls: Vec<crate::checks::TokenUrl>,
+    token_urls: Vec<crate::config::TokenUrl>,
     /// Scopes a provider's tokens must carry, `PROVIDER=SCOPE SCOPE…` (missing: MISSING_PERMISSION).
     #[arg(
         long = "required-scopes",
         env = "CREDENTIAL_LEDGER_REQUIRED_SCOPES",
         value_delimiter = ','
     )]
-    required_scopes: Vec<crate::checks::RequiredScopes>,
+    required_scopes: Vec<crate::config::RequiredScopes>,
     /// How many credential checks run at once.
     #[arg(long, env = "CREDENTIAL_LEDGER_CHECK_CONCURRENCY", default_value_t = 8)]
     check_concurrency: usize,
@@ -229,13 +229,13 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         store: database.options(),
         master_key: database.key_source(),
         mask_secrets: args.mask_secrets,
-        rate_limits: crate::http::limits::RateLimits {
+        rate_limits: crate::config::RateLimits {
             owner_per_second: args.owner_rate,
             owner_burst: args.owner_rate.saturating_mul(2),
             logins_per_minute: args.login_rate,
         },
         workers: args.workers,
-        checks: crate::checks::CheckSettings {
+        checks: crate::config::CheckSettings {
             enabled: !args.no_health_checks,
             concurrency: args.check_concurrency,
             timeout: std::time::Duration::from_secs(args.check_timeout_secs),

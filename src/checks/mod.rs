@@ -13,17 +13,16 @@ pub mod oauth;
 pub mod redact;
 
 use std::collections::HashSet;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::app::{AppError, Service};
-use crate::config::EVENTS_WINDOW_DAYS;
+use crate::config::{CheckSettings, EVENTS_WINDOW_DAYS};
 use crate::domain::event::ProviderExchange;
 use crate::domain::provider::CheckKind;
 use crate::domain::user::{CheckResult, UserError};
-use crate::domain::{ClientEnvironment, Clock, CredentialId, Provider};
+use crate::domain::{Clock, CredentialId, Provider};
 use crate::store::{CredentialView, DueCheck, StoreError};
 use crate::telemetry::chain;
 
@@ -49,138 +48,6 @@ pub trait CheckAdapter: Send + Sync {
 fn adapter(kind: CheckKind, client: &reqwest::Client) -> impl CheckAdapter + '_ {
     match kind {
         CheckKind::OAuthRefresh(oauth) => oauth::RefreshGrant { oauth, client },
-    }
-}
-
-/// A token endpoint configured for a provider (and optionally one of its environments).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenUrl {
-    pub provider: Provider,
-    pub environment: Option<ClientEnvironment>,
-    pub url: String,
-}
-
-/// The short provider name used in configuration: the slug without `-credentials`.
-fn short_name(provider: Provider) -> &'static str {
-    let slug = provider.spec().slug;
-    slug.strip_suffix("-credentials").unwrap_or(slug)
-}
-
-fn provider_named(name: &str) -> Result<Provider, String> {
-    Provider::ALL
-        .iter()
-        .copied()
-        .find(|p| short_name(*p) == name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = Provider::ALL.iter().map(|p| short_name(*p)).collect();
-            format!("unknown provider `{name}` (known: {})", known.join(", "))
-        })
-}
-
-impl FromStr for TokenUrl {
-    type Err = String;
-
-    /// `john-deere=https://…` or `john-deere:stage=https://…`.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (key, url) = text
-            .split_once('=')
-            .ok_or("expected PROVIDER[:ENVIRONMENT]=URL")?;
-        let (name, environment) = match key.split_once(':') {
-            Some((name, env)) => {
-                let env = match env.to_ascii_lowercase().as_str() {
-                    "stage" => ClientEnvironment::Stage,
-                    "production" => ClientEnvironment::Production,
-                    other => {
-                        return Err(format!(
-                            "unknown environment `{other}` (stage or production)"
-                        ))
-                    }
-                };
-                (name, Some(env))
-            }
-            None => (key, None),
-        };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("`{url}` is not an http(s) URL"));
-        }
-        Ok(TokenUrl {
-            provider: provider_named(name)?,
-            environment,
-            url: url.to_owned(),
-        })
-    }
-}
-
-/// Scopes a provider's tokens must carry, e.g. `john-deere=ag1 org1`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequiredScopes {
-    pub provider: Provider,
-    pub scopes: Vec<String>,
-}
-
-impl FromStr for RequiredScopes {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (name, scopes) = text
-            .split_once('=')
-            .ok_or("expected PROVIDER=SCOPE SCOPE …")?;
-        Ok(RequiredScopes {
-            provider: provider_named(name)?,
-            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        })
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct CheckSettings {
-    pub enabled: bool,
-    /// How often the worker looks for due checks (it is also woken by new credentials).
-    pub tick: Duration,
-    /// How many checks run at once.
-    pub concurrency: usize,
-    /// Timeout of one exchange with a provider.
-    pub timeout: Duration,
-    pub token_urls: Vec<TokenUrl>,
-    pub required_scopes: Vec<RequiredScopes>,
-    /// How often exchange logs older than 30 days are reclaimed.
-    pub retention_every: Duration,
-}
-
-impl Default for CheckSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            tick: Duration::from_secs(1),
-            concurrency: 8,
-            timeout: Duration::from_secs(10),
-            token_urls: vec![],
-            required_scopes: vec![],
-            retention_every: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl CheckSettings {
-    /// The token endpoint configured for `provider` and `environment` (`None`: for all of
-    /// the provider's environments).
-    pub fn configured_token_url(
-        &self,
-        provider: Provider,
-        environment: Option<ClientEnvironment>,
-    ) -> Option<&str> {
-        self.token_urls
-            .iter()
-            .find(|t| t.provider == provider && t.environment == environment)
-            .map(|t| t.url.as_str())
-    }
-
-    /// Scopes `provider`'s tokens must carry (`MISSING_PERMISSION` without them).
-    pub fn required_scopes(&self, provider: Provider) -> &[String] {
-        self.required_scopes
-            .iter()
-            .find(|r| r.provider == provider)
-            .map_or(&[], |r| &r.scopes)
     }
 }
 

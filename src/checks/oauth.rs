@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{redact, CheckAdapter, CheckSettings};
+use super::{redact, CheckAdapter};
+use crate::config::CheckSettings;
 use crate::domain::event::{ExchangeMeta, IssuedTokens, ProviderExchange};
 use crate::domain::fields::FieldKind;
 use crate::domain::provider::{ClientAuth, ClientEnvironment, OAuthCheck, ProviderSpec};

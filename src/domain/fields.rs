@@ -5,7 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::provider::ClientEnvironment;
+/// Which of the provider's environments the credential belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClientEnvironment {
+    Stage,
+    Production,
+}
 
 /// Longest string, in characters, accepted in any field (a PEM private key fits easily).
 pub const MAX_FIELD_LEN: usize = 16 * 1024;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+pub use super::fields::ClientEnvironment;
 use super::fields::{validate_object, FieldError, FieldSpec};
 
 /// Calls `$callback!` with every provider as `Variant module`, in this order (that of the
@@ -84,14 +85,6 @@ impl CredentialStatus {
         .into_iter()
         .find(|s| s.as_str() == text)
     }
-}
-
-/// Which of the provider's environments the credential belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ClientEnvironment {
-    Stage,
-    Production,
 }
 
 /// How a provider's OAuth client authenticates at its token endpoint, naming the credential

@@ -6,27 +6,8 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use std::num::NonZeroU32;
 
 use super::ApiError;
+use crate::config::RateLimits;
 use crate::domain::OwnerId;
-
-#[derive(Clone, Copy, Debug)]
-pub struct RateLimits {
-    /// Sustained requests per second per owner.
-    pub owner_per_second: u32,
-    /// Requests an owner may send at once above that rate.
-    pub owner_burst: u32,
-    /// Login attempts per minute per username (successful or not).
-    pub logins_per_minute: u32,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            owner_per_second: 1000,
-            owner_burst: 2000,
-            logins_per_minute: 10,
-        }
-    }
-}
 
 pub struct Limiters {
     owners: DefaultKeyedRateLimiter<OwnerId>,

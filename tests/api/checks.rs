@@ -3,7 +3,7 @@
 
 use crate::fake_provider::{FakeProvider, Reply};
 use crate::helpers::{problem, spawn_app_with, TestApp};
-use credential_ledger::checks::{CheckSettings, RequiredScopes, TokenUrl};
+use credential_ledger::config::{CheckSettings, RequiredScopes, TokenUrl};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;

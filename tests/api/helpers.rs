@@ -2,13 +2,13 @@
 //! and one typed method per endpoint.
 
 use credential_ledger::app::Service;
-use credential_ledger::checks::CheckSettings;
+use credential_ledger::config::CheckSettings;
+use credential_ledger::config::RateLimits;
 use credential_ledger::config::Settings;
 use credential_ledger::domain::event::{ExchangeMeta, ProviderExchange};
 use credential_ledger::domain::time::ManualClock;
 use credential_ledger::domain::Clock;
 use credential_ledger::domain::{ExchangeId, Provider, Timestamp};
-use credential_ledger::http::limits::RateLimits;
 use credential_ledger::startup::Application;
 use credential_ledger::store::StoreOptions;
 use reqwest::{Method, Response, StatusCode};

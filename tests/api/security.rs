@@ -199,7 +199,7 @@ async fn rotate_key_rewraps_every_data_key_while_the_server_runs() {
 
 #[tokio::test]
 async fn an_owner_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not() {
-    use credential_ledger::http::limits::RateLimits;
+    use credential_ledger::config::RateLimits;
     let app = crate::helpers::spawn_configured(None, |s| {
         s.rate_limits = RateLimits {
             owner_per_second: 1,
@@ -246,7 +246,7 @@ async fn an_owner_over_its_rate_limit_gets_429_with_retry_after_and_others_do_no
 
 #[tokio::test]
 async fn login_attempts_are_limited_per_username() {
-    use credential_ledger::http::limits::RateLimits;
+    use credential_ledger::config::RateLimits;
     let app = crate::helpers::spawn_configured(None, |s| {
         s.rate_limits = RateLimits {
             owner_per_second: 1000,
