@@ -179,22 +179,9 @@ impl Worker {
         }
         // The provider may have rotated the refresh token already: a result that storage
         // could not take now is offered again a few times rather than lost at once.
-        let mut recorded = self
-            .service
-            .record_check(
-                credential.user_id,
-                id,
-                provider,
-                result.clone(),
-                exchanges.clone(),
-            )
-            .await;
-        for wait_ms in [100, 400, 1600, 6400] {
-            if !matches!(recorded, Err(AppError::Store(StoreError::Unavailable(_)))) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-            recorded = self
+        let mut waits = [100, 400, 1600, 6400].into_iter();
+        let recorded = loop {
+            let recorded = self
                 .service
                 .record_check(
                     credential.user_id,
@@ -204,7 +191,13 @@ impl Worker {
                     exchanges.clone(),
                 )
                 .await;
-        }
+            match (recorded, waits.next()) {
+                (Err(AppError::Store(StoreError::Unavailable(_))), Some(wait_ms)) => {
+                    tokio::time::sleep(Duration::from_millis(wait_ms)).await
+                }
+                (recorded, _) => break recorded,
+            }
+        };
         match recorded {
             Ok(_) => {
                 tracing::info!(credential = %id, provider = spec.name, status = status.as_str(), %reason, "checked")
