@@ -7,12 +7,16 @@ use serde_json::{Map, Value};
 
 use super::{CredentialId, CredentialStatus, ExchangeId, OwnerId, Provider, Timestamp, UserId};
 
-/// Calls `$callback!` with `{ $args }` followed by the fields of a Leaf user's profile, each
-/// with its doc: spelled here once for the event, the answers and requests that carry them
-/// (`profile_struct!`), and their validation (`profile_specs!`).
+/// Calls `$callback!` (a macro of this module, or any by its path) with `{ $args }` followed by
+/// the fields of a Leaf user's profile, each with its doc: spelled here once for the event, the
+/// answers and requests that carry them (`profile_struct!`), their validation
+/// (`profile_specs!`) and their columns in storage.
 macro_rules! with_profile_fields {
     ($callback:ident ! { $($args:tt)* }) => {
-        $crate::domain::event::$callback! { $($args)*
+        $crate::domain::event::with_profile_fields! { $crate::domain::event::$callback! { $($args)* } }
+    };
+    ($($callback:ident)::+ ! { $($args:tt)* }) => {
+        $($callback)::+! { $($args)*
             /// The user's name.
             name,
             /// The user's email address.

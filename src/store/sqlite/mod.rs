@@ -7,6 +7,7 @@
 //! views), `schema` (layout and migrations), `replay` (rebuild from position 0).
 
 mod events;
+mod profile;
 mod projections;
 mod queries;
 mod read_pool;

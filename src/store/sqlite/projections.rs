@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 
+use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::profile;
 use crate::domain::event::IssuedTokens;
 use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Timestamp, UserId};
 use crate::store::{RecordedEvent, StoreError};
@@ -64,35 +66,23 @@ pub fn apply_to(
             profile,
             created_at,
         } => {
-            conn.prepare_cached(
-                "INSERT OR FAIL INTO users (id, owner_id, seq, name, email, phone, address, external_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
+            let (id, owner, created_at) = (
                 user_id.to_string(),
                 owner_id.to_string(),
-                recorded.position,
-                profile.name,
-                profile.email,
-                profile.phone,
-                profile.address,
-                profile.external_id,
                 created_at.to_string(),
-            ])?;
+            );
+            let mut values: Vec<&dyn ToSql> = vec![&id, &owner, &recorded.position];
+            values.extend(profile::values(profile));
+            values.push(&created_at);
+            conn.prepare_cached(profile::insert_user_sql())?
+                .execute(&*values)?;
         }
         E::UserUpdated { user_id, profile } => {
-            conn.prepare_cached(
-                "UPDATE OR FAIL users SET name = ?2, email = ?3, phone = ?4, address = ?5, external_id = ?6
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                user_id.to_string(),
-                profile.name,
-                profile.email,
-                profile.phone,
-                profile.address,
-                profile.external_id,
-            ])?;
+            let id = user_id.to_string();
+            let mut values = profile::values(profile);
+            values.push(&id);
+            conn.prepare_cached(profile::update_profile_sql())?
+                .execute(&*values)?;
         }
         E::UserDeleted { user_id } => {
             for credential in credentials.ids_of_user(conn, user_id)? {

@@ -133,19 +133,13 @@ fn credentials_of_user(conn: &Connection, user: &str) -> Result<Vec<CredentialVi
     rows.map(|raw| credential(raw?)).collect()
 }
 
-const USER_COLUMNS: &str = "id, name, email, phone, address, external_id, created_at";
+use super::profile::{self, USER_COLUMNS};
 
 type RawUser = (String, UserProfile, String);
 
 fn raw_user(r: &Row<'_>) -> rusqlite::Result<RawUser> {
-    let profile = UserProfile {
-        name: r.get(1)?,
-        email: r.get(2)?,
-        phone: r.get(3)?,
-        address: r.get(4)?,
-        external_id: r.get(5)?,
-    };
-    Ok((r.get(0)?, profile, r.get(6)?))
+    let profile = profile::from_user_row(r)?;
+    Ok((r.get(0)?, profile, r.get(profile::CREATED_AT)?))
 }
 
 fn user(conn: &Connection, raw: RawUser) -> Result<UserView, StoreError> {
