@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::crypto::{self, CryptoError, DataKey, Keyring};
 use super::AppError;
+use crate::domain::event::token_fields::{ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::event::IssuedTokens;
 use crate::domain::fields::FieldKind;
 use crate::domain::user::NewCredential;
@@ -104,10 +105,10 @@ impl Secrets {
         let key = self.data_key(view)?;
         let aad = |name: &str| format!("{}/{name}", view.id);
         Ok(IssuedTokens {
-            access_token: key.seal(&tokens.access_token, &aad("accessToken")),
+            access_token: key.seal(&tokens.access_token, &aad(ACCESS_TOKEN)),
             refresh_token: tokens
                 .refresh_token
-                .map(|t| key.seal(&t, &aad("refreshToken"))),
+                .map(|t| key.seal(&t, &aad(REFRESH_TOKEN))),
             ..tokens
         })
     }
@@ -116,8 +117,8 @@ impl Secrets {
 /// Whether a credential field is a secret, sealed at rest: the provider's secret fields and the
 /// tokens a check stores.
 pub fn is_secret(provider: Provider, name: &str) -> bool {
-    name == "accessToken"
-        || name == "refreshToken"
+    name == ACCESS_TOKEN
+        || name == REFRESH_TOKEN
         || provider
             .spec()
             .fields

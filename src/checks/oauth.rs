@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{redact, CheckAdapter};
 use crate::config::CheckSettings;
+use crate::domain::event::token_fields::{ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::domain::event::{ExchangeMeta, IssuedTokens, ProviderExchange};
 use crate::domain::fields::FieldKind;
 use crate::domain::provider::{ClientAuth, ClientEnvironment, OAuthCheck, ProviderSpec};
@@ -64,9 +65,13 @@ impl CheckAdapter for RefreshGrant<'_> {
         clock: &dyn Clock,
     ) -> Option<(CheckResult, Vec<ProviderExchange>)> {
         let provider = credential.provider;
-        let environment = credential
+        // The environment the credential names in its provider's environment field, if any.
+        let environment = provider
+            .spec()
             .fields
-            .get("clientEnvironment")
+            .iter()
+            .find(|f| f.kind == FieldKind::Environment)
+            .and_then(|f| credential.fields.get(&f.json_name()))
             .and_then(|v| serde_json::from_value::<ClientEnvironment>(v.clone()).ok());
         let url = self.token_url(settings, provider, environment)?;
         let scopes = settings.required_scopes(provider);
@@ -108,8 +113,8 @@ fn known_secrets(spec: &ProviderSpec, fields: &Map<String, Value>) -> Vec<String
         .filter(|f| f.kind == FieldKind::Secret)
         .map(|f| field(fields, &f.json_name()).to_owned())
         .collect();
-    secrets.push(field(fields, "accessToken").to_owned());
-    secrets.push(field(fields, "refreshToken").to_owned());
+    secrets.push(field(fields, ACCESS_TOKEN).to_owned());
+    secrets.push(field(fields, REFRESH_TOKEN).to_owned());
     secrets
 }
 
@@ -126,7 +131,7 @@ pub async fn check(
     let fields = &credential.fields;
     let mut form = vec![
         ("grant_type", "refresh_token"),
-        ("refresh_token", field(fields, "refreshToken")),
+        ("refresh_token", field(fields, REFRESH_TOKEN)),
     ];
     let mut request = client.post(token_url).header("Accept", "application/json");
     match client_auth {

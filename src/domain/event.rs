@@ -104,6 +104,15 @@ pub struct ExchangeMeta {
     pub recorded_at: Timestamp,
 }
 
+/// The fields in which a credential keeps the tokens its checks obtain (beside the fields of
+/// its request, whose own `refreshToken`, where it has one, a rotated token replaces).
+pub mod token_fields {
+    pub const ACCESS_TOKEN: &str = "accessToken";
+    pub const REFRESH_TOKEN: &str = "refreshToken";
+    pub const ACCESS_TOKEN_EXPIRES_AT: &str = "accessTokenExpiresAt";
+    pub const SCOPES: &str = "scopes";
+}
+
 /// Tokens a provider issued in a successful refresh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

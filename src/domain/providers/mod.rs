@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
+use super::event::token_fields::SCOPES;
 use super::{CredentialId, CredentialStatus, Timestamp};
 
 /// What the provider said about the current token.
@@ -27,13 +28,13 @@ pub fn credential_answer<R: DeserializeOwned>(
     created_at: Timestamp,
     fields: &Map<String, Value>,
 ) -> serde_json::Result<R> {
-    let scopes = fields.get("scopes").cloned().unwrap_or_else(|| json!([]));
+    let scopes = fields.get(SCOPES).cloned().unwrap_or_else(|| json!([]));
     let mut object = Map::new();
     object.insert("id".into(), json!(id));
     object.insert("status".into(), json!(status));
     object.insert("createdTime".into(), json!(created_at));
     object.insert("tokenMetadata".into(), json!({ "scopes": scopes }));
-    object.insert("scopes".into(), scopes);
+    object.insert(SCOPES.into(), scopes);
     object.extend(fields.clone());
     serde_json::from_value(Value::Object(object))
 }

@@ -4,22 +4,28 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 use super::{CredentialState, LiveUser, UserState};
+use crate::domain::event::token_fields::{
+    ACCESS_TOKEN, ACCESS_TOKEN_EXPIRES_AT, REFRESH_TOKEN, SCOPES,
+};
 use crate::domain::event::IssuedTokens;
 use crate::domain::{CredentialStatus, DomainEvent};
 
 /// Puts freshly issued tokens into a credential's fields (shared with the projection).
 pub fn apply_tokens(fields: &mut Map<String, Value>, tokens: &IssuedTokens) {
     fields.insert(
-        "accessToken".into(),
+        ACCESS_TOKEN.into(),
         Value::String(tokens.access_token.clone()),
     );
     if let Some(refresh) = &tokens.refresh_token {
-        fields.insert("refreshToken".into(), Value::String(refresh.clone()));
+        fields.insert(REFRESH_TOKEN.into(), Value::String(refresh.clone()));
     }
-    fields.insert("scopes".into(), serde_json::json!(tokens.scopes));
+    fields.insert(SCOPES.into(), serde_json::json!(tokens.scopes));
     match tokens.expires_at {
-        Some(at) => fields.insert("accessTokenExpiresAt".into(), Value::String(at.to_string())),
-        None => fields.remove("accessTokenExpiresAt"),
+        Some(at) => fields.insert(
+            ACCESS_TOKEN_EXPIRES_AT.into(),
+            Value::String(at.to_string()),
+        ),
+        None => fields.remove(ACCESS_TOKEN_EXPIRES_AT),
     };
 }
 
