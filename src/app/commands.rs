@@ -34,7 +34,7 @@ use crate::domain::event::{ProviderExchange, UserProfile};
 use crate::domain::user::{self, CheckResult, NewCredential, UserCommand, UserState};
 use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Provider, UserId};
 use crate::store::{
-    CredentialView, ExchangeContent, RecordedEvent, SideWrites, StoreError, StreamAppend,
+    CredentialView, ExchangeContent, RecordedEvent, SideWrites, StoreError, StreamAppend, UserView,
 };
 
 /// How long a command is decided again after lost races before its 503.
@@ -150,13 +150,55 @@ impl Service {
         Fut: Future<Output = Result<T, AppError>>,
     {
         let deadline = Instant::now() + CONFLICT_DEADLINE;
-        let turn = tokio::time::timeout_at(deadline.into(), self.user_locks.lock(user_id)).await;
-        let Ok(_turn) = turn else {
-            return Err(AppError::Store(StoreError::unavailable(format!(
-                "user {user_id} was busy with other commands for {CONFLICT_DEADLINE:?}"
-            ))));
-        };
+        let _turn = self.turn(user_id, deadline).await?;
         retry_until(deadline, attempt).await
+    }
+
+    /// The user's turn on this node, waited for until `deadline`.
+    async fn turn(
+        &self,
+        user_id: UserId,
+        deadline: Instant,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, AppError> {
+        let turn = tokio::time::timeout_at(deadline.into(), self.user_locks.lock(user_id)).await;
+        turn.map_err(|_| {
+            AppError::Store(StoreError::unavailable(format!(
+                "user {user_id} was busy with other commands for {CONFLICT_DEADLINE:?}"
+            )))
+        })
+    }
+
+    /// Replaces the user's profile; answers with the user as this request left it: its new
+    /// profile (never a later request's) and its credentials as they are now.
+    pub async fn update_user(
+        &self,
+        owner_id: OwnerId,
+        user_id: UserId,
+        profile: UserProfile,
+    ) -> Result<UserView, AppError> {
+        let deadline = Instant::now() + CONFLICT_DEADLINE;
+        let _turn = self.turn(user_id, deadline).await?;
+        let command = UserCommand::Update {
+            owner_id,
+            profile: profile.clone(),
+        };
+        retry_until(deadline, |tries| {
+            let command = command.clone();
+            async move {
+                let decided = self.decide(user_id, command, tries > 0).await?;
+                self.append_user(user_id, decided, vec![], SideWrites::default())
+                    .await
+            }
+        })
+        .await?;
+        // Read in the user's turn, so no other command of this node commits in between; a
+        // later update by another writer may have, so the profile is the one this request wrote.
+        let mut user = self
+            .user(owner_id, user_id)
+            .await?
+            .ok_or(user::UserError::UserNotFound)?;
+        user.profile = profile;
+        Ok(user)
     }
 
     /// Decides `command` against the user's stream and appends the result at the version it

@@ -418,12 +418,10 @@ pub async fn update_user(
         .remove("id")
         .and_then(|id| id.as_str().and_then(|id| id.parse::<UserId>().ok()))
         .ok_or_else(|| ApiError::Validation(vec![FieldError::new(OBJECT, "id", "Pattern")]))?;
-    let command = UserCommand::Update {
-        owner_id: owner.0,
-        profile: profile(accepted)?,
-    };
-    service.execute(user_id, command).await?;
-    Ok(HttpResponse::Ok().json(read_user(&service, owner, user_id).await?))
+    let updated = service
+        .update_user(owner.0, user_id, profile(accepted)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(leaf_user(updated)?))
 }
 
 #[utoipa::path(

@@ -314,3 +314,50 @@ async fn concurrent_create_only_posts_give_exactly_one_201_and_the_rest_412() {
     );
     assert_gap_free(&app, &stream);
 }
+
+#[tokio::test]
+async fn concurrent_profile_updates_each_answer_with_the_profile_they_wrote() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let puts = (0..40).map(|i| {
+        let app = &app;
+        let user = &user;
+        async move {
+            let name = format!("name {i}");
+            let answer = app
+                .update_user(&json!({"id": user, "name": name, "email": "jane@example.com"}))
+                .await;
+            (name, answer)
+        }
+    });
+    for (name, answer) in futures::future::join_all(puts).await {
+        assert_eq!(answer.status(), StatusCode::OK);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["name"], json!(name), "an answer shows its own write");
+        assert_eq!(body["id"], json!(user));
+    }
+    // What is stored is the last update the ledger recorded.
+    let stream = app
+        .service
+        .store()
+        .read_stream(&format!("user:{user}"), 0)
+        .await
+        .unwrap();
+    let last = stream.last().map(|e| e.event.payload());
+    let read: Value = app
+        .send(
+            reqwest::Method::GET,
+            &format!("{}/users/{user}", crate::helpers::BASE),
+            Some(&app.token),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        last.map(|p| p["profile"]["name"].clone()),
+        Some(read["name"].clone())
+    );
+    assert_gap_free(&app, &stream);
+}
