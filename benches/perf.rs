@@ -645,38 +645,45 @@ fn main() {
         drop(rt);
         let (server, _) = Server::start(&db, &[]);
         let token = server.login();
+        let post = |path: &str, ids: &[String], suffix: &str, body: &str, random_ids: bool| {
+            let seconds = round_seconds;
+            let (base, token) = (&server.base, &token);
+            wrk(
+                &root,
+                base,
+                token,
+                "POST",
+                path,
+                ids,
+                suffix,
+                body,
+                CONNECTIONS,
+                seconds,
+                random_ids,
+            )
+        };
+        let random = std::env::var("BENCH_ATTACH_IN_TURN").is_err();
         let rounds = alternate(
             "credential POST over 500 users (req/s)",
             "POST /users (req/s)",
             ">= 0.5",
             |_| {
-                wrk(
-                    &root,
-                    &server.base,
-                    &token,
-                    "POST",
+                post(
                     "/services/usermanagement/api/users",
                     &[String::new()],
                     "",
                     USER_BODY,
-                    CONNECTIONS,
-                    round_seconds,
                     false,
                 )
             },
             |_| {
-                wrk(
-                    &root,
-                    &server.base,
-                    &token,
-                    "POST",
-                    "/services/usermanagement/api/users/",
+                let path = "/services/usermanagement/api/users/";
+                post(
+                    path,
                     &users,
                     "/john-deere-credentials",
                     CREDENTIAL_BODY,
-                    CONNECTIONS,
-                    round_seconds,
-                    std::env::var("BENCH_ATTACH_IN_TURN").is_err(),
+                    random,
                 )
             },
         );

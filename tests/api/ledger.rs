@@ -143,6 +143,12 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
     assert_eq!(read["status"], "UNAUTHENTICATED");
 }
 
+/// The user's stream, every event of it.
+async fn user_stream(app: &TestApp, user: &str) -> Vec<credential_ledger::store::RecordedEvent> {
+    let stream = format!("user:{user}");
+    app.service.store().read_stream(&stream, 0).await.unwrap()
+}
+
 /// Every version of the user's stream, and every global position, from 1 without a gap.
 fn assert_gap_free(app: &TestApp, stream: &[credential_ledger::store::RecordedEvent]) {
     let versions: Vec<u64> = stream.iter().map(|e| e.version).collect();
@@ -210,12 +216,7 @@ async fn fifty_concurrent_posts_without_a_precondition_all_succeed_and_leave_one
         created.contains(&json!(live[0])),
         "the live one is one that was acknowledged"
     );
-    let stream = app
-        .service
-        .store()
-        .read_stream(&format!("user:{user}"), 0)
-        .await
-        .unwrap();
+    let stream = user_stream(&app, &user).await;
     assert_eq!(
         stream.len(),
         1 + 50,
@@ -248,26 +249,11 @@ async fn thirty_users_each_attached_three_providers_at_once_all_succeed() {
         "{responses:?}"
     );
     for user in &users {
-        let read: Value = app
-            .send(
-                reqwest::Method::GET,
-                &format!("{}/users/{user}", crate::helpers::BASE),
-                Some(&app.token),
-                None,
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
+        let read: Value = app.get_user(user).await.json().await.unwrap();
         for (_, object, _) in providers() {
             assert!(read[object].is_object(), "{object} of {user}: {read}");
         }
-        let stream = app
-            .service
-            .store()
-            .read_stream(&format!("user:{user}"), 0)
-            .await
-            .unwrap();
+        let stream = user_stream(&app, user).await;
         assert_eq!(stream.len(), 4, "created, then one event per provider");
     }
     assert_rebuild_equals_live(&app);
@@ -301,12 +287,7 @@ async fn concurrent_create_only_posts_give_exactly_one_201_and_the_rest_412() {
     let stored = app.credentials_json(&user, slug).await;
     assert_eq!(stored["id"], created[0]["id"]);
     assert_eq!(stored["refreshToken"], created[0]["refreshToken"]);
-    let stream = app
-        .service
-        .store()
-        .read_stream(&format!("user:{user}"), 0)
-        .await
-        .unwrap();
+    let stream = user_stream(&app, &user).await;
     assert_eq!(
         stream.len(),
         2,
@@ -337,24 +318,9 @@ async fn concurrent_profile_updates_each_answer_with_the_profile_they_wrote() {
         assert_eq!(body["id"], json!(user));
     }
     // What is stored is the last update the ledger recorded.
-    let stream = app
-        .service
-        .store()
-        .read_stream(&format!("user:{user}"), 0)
-        .await
-        .unwrap();
+    let stream = user_stream(&app, &user).await;
     let last = stream.last().map(|e| e.event.payload());
-    let read: Value = app
-        .send(
-            reqwest::Method::GET,
-            &format!("{}/users/{user}", crate::helpers::BASE),
-            Some(&app.token),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let read: Value = app.get_user(&user).await.json().await.unwrap();
     assert_eq!(
         last.map(|p| p["profile"]["name"].clone()),
         Some(read["name"].clone())
