@@ -46,7 +46,7 @@ impl UserCredentials {
 #[derive(Debug, Serialize)]
 pub struct UserCredentialsRequest;
 
-/// An object with one property per provider: its object name, a reference to `schema(spec)`.
+/// An object with one property per provider, named by its object name, made by `property`.
 fn per_provider(
     description: &str,
     property: impl Fn(&ProviderSpec) -> RefOr<Schema>,
