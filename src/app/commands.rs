@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use super::{AppError, Service};
 use crate::domain::event::{ProviderExchange, UserProfile};
 use crate::domain::user::{self, CheckResult, NewCredential, UserCommand, UserState};
-use crate::domain::{CredentialId, CredentialStatus, DomainEvent, OwnerId, Provider, UserId};
+use crate::domain::{CredentialId, DomainEvent, OwnerId, Provider, UserId};
 use crate::store::{
     CredentialView, ExchangeContent, RecordedEvent, SideWrites, StoreError, StreamAppend, UserView,
 };
@@ -124,6 +124,12 @@ impl Generations {
     }
 }
 
+/// What an append recorded, and the user's state it led to.
+struct Appended {
+    recorded: Vec<RecordedEvent>,
+    state: Arc<UserState>,
+}
+
 /// A decision on a user, and the state and version it was made on.
 struct Decided {
     base: Folded,
@@ -142,19 +148,8 @@ impl Service {
         retry_until(Instant::now() + CONFLICT_DEADLINE, attempt).await
     }
 
-    /// `attempt` (as `retrying_conflicts` runs it) in the user's turn: commands on one user run
-    /// one after the other on this node. Waiting for the turn counts against the same deadline.
-    async fn in_turn<T, F, Fut>(&self, user_id: UserId, attempt: F) -> Result<T, AppError>
-    where
-        F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<T, AppError>>,
-    {
-        let deadline = Instant::now() + CONFLICT_DEADLINE;
-        let _turn = self.turn(user_id, deadline).await?;
-        retry_until(deadline, attempt).await
-    }
-
-    /// The user's turn on this node, waited for until `deadline`.
+    /// The user's turn on this node (commands on one user run one after the other), waited for
+    /// until `deadline`, which the command's retries then share.
     async fn turn(
         &self,
         user_id: UserId,
@@ -182,15 +177,8 @@ impl Service {
             owner_id,
             profile: profile.clone(),
         };
-        retry_until(deadline, |tries| {
-            let command = command.clone();
-            async move {
-                let decided = self.decide(user_id, command, tries > 0).await?;
-                self.append_user(user_id, decided, vec![], SideWrites::default())
-                    .await
-            }
-        })
-        .await?;
+        self.decide_and_append(user_id, command, SideWrites::default(), deadline)
+            .await?;
         // Read in the user's turn, so no other command of this node commits in between; a
         // later update by another writer may have, so the profile is the one this request wrote.
         let mut user = self
@@ -208,8 +196,10 @@ impl Service {
         user_id: UserId,
         command: UserCommand,
     ) -> Result<Vec<RecordedEvent>, AppError> {
-        self.execute_with(user_id, command, SideWrites::default())
-            .await
+        let appended = self
+            .execute_with(user_id, command, SideWrites::default())
+            .await?;
+        Ok(appended.recorded)
     }
 
     /// Creates a user (its profile and credentials already validated), sealing the
@@ -265,6 +255,7 @@ impl Service {
             fields,
         };
         let data_key = self.secrets.seal_credential(&mut credential)?;
+        let credential_id = credential.id;
         let command = UserCommand::SaveCredential {
             owner_id,
             credential,
@@ -275,39 +266,31 @@ impl Service {
             contents: vec![],
             data_keys: vec![data_key.clone()],
         };
-        let recorded = self.execute_with(user_id, command, side).await?;
-        let stored = recorded.iter().find_map(|r| match &r.event {
-            DomainEvent::CredentialCreated {
-                credential_id,
-                provider,
-                fields,
-                created_at,
-                ..
-            }
-            | DomainEvent::CredentialReplaced {
-                credential_id,
-                provider,
-                fields,
-                created_at,
-                ..
-            } => Some(CredentialView {
-                id: *credential_id,
-                user_id,
-                provider: *provider,
-                // As `evolve` has it: a new credential is OK until a check says otherwise.
-                status: CredentialStatus::Ok,
-                fields: fields.clone(),
-                created_at: *created_at,
-                data_key: Some(data_key.clone()),
-            }),
+        let appended = self.execute_with(user_id, command, side).await?;
+        // This request's credential as its own events left it, even if a later request has
+        // replaced it since.
+        let stored = match &*appended.state {
+            UserState::Live(user) => user
+                .credentials
+                .get(&provider)
+                .filter(|c| c.id == credential_id),
             _ => None,
-        });
+        };
         let stored = stored.ok_or_else(|| {
             AppError::Internal(anyhow::anyhow!(
-                "saving a credential recorded no credential"
+                "saving a credential left no such credential"
             ))
         })?;
-        self.secrets.reveal(stored)
+        let view = CredentialView {
+            id: stored.id,
+            user_id,
+            provider,
+            status: stored.status,
+            fields: stored.fields.clone(),
+            created_at: stored.created_at,
+            data_key: Some(data_key),
+        };
+        self.secrets.reveal(view)
     }
 
     /// `execute`, with `side` written in the append's transaction.
@@ -316,21 +299,36 @@ impl Service {
         user_id: UserId,
         command: UserCommand,
         side: SideWrites,
-    ) -> Result<Vec<RecordedEvent>, AppError> {
-        let recorded = self
-            .in_turn(user_id, |tries| {
-                let command = command.clone();
-                let side = side.clone();
-                async move {
-                    let decided = self.decide(user_id, command, tries > 0).await?;
-                    self.append_user(user_id, decided, vec![], side).await
-                }
-            })
+    ) -> Result<Appended, AppError> {
+        let deadline = Instant::now() + CONFLICT_DEADLINE;
+        let _turn = self.turn(user_id, deadline).await?;
+        let appended = self
+            .decide_and_append(user_id, command, side, deadline)
             .await?;
-        if recorded.iter().any(|r| makes_due(&r.event)) {
+        if appended.recorded.iter().any(|r| makes_due(&r.event)) {
             self.checks_wanted.notify_one();
         }
-        Ok(recorded)
+        Ok(appended)
+    }
+
+    /// Decides `command` and appends it (with `side`), decided again after each lost race
+    /// until `deadline`; in the user's turn.
+    async fn decide_and_append(
+        &self,
+        user_id: UserId,
+        command: UserCommand,
+        side: SideWrites,
+        deadline: Instant,
+    ) -> Result<Appended, AppError> {
+        retry_until(deadline, |tries| {
+            let command = command.clone();
+            let side = side.clone();
+            async move {
+                let decided = self.decide(user_id, command, tries > 0).await?;
+                self.append_user(user_id, decided, vec![], side).await
+            }
+        })
+        .await
     }
 
     /// Records a background check: its exchanges, rotated tokens, status and next check, all in
@@ -344,7 +342,9 @@ impl Service {
         result: CheckResult,
         exchanges: Vec<ProviderExchange>,
     ) -> Result<Vec<RecordedEvent>, AppError> {
-        self.in_turn(user_id, |tries| {
+        let deadline = Instant::now() + CONFLICT_DEADLINE;
+        let _turn = self.turn(user_id, deadline).await?;
+        let appended = retry_until(deadline, |tries| {
             let command = UserCommand::RecordCheck {
                 credential_id,
                 provider,
@@ -360,7 +360,8 @@ impl Service {
                 self.append_user(user_id, decided, log, side).await
             }
         })
-        .await
+        .await?;
+        Ok(appended.recorded)
     }
 
     /// The append of `exchanges` to the credential's exchange log, and their contents.
@@ -463,10 +464,13 @@ impl Service {
         decided: Decided,
         also: Vec<StreamAppend>,
         side: SideWrites,
-    ) -> Result<Vec<RecordedEvent>, AppError> {
+    ) -> Result<Appended, AppError> {
         let Decided { base, events } = decided;
         if events.is_empty() && also.is_empty() {
-            return Ok(vec![]);
+            return Ok(Appended {
+                recorded: vec![],
+                state: base.state,
+            });
         }
         let owner_id = events
             .iter()
@@ -484,17 +488,24 @@ impl Service {
         }];
         appends.extend(also);
         let recorded = self.store.append(appends, side, self.now()).await?;
-        if !events.is_empty() {
-            let state = events
-                .iter()
-                .fold(UserState::clone(&base.state), user::evolve);
-            let folded = Folded {
-                version: base.version + events.len() as u64,
-                state: Arc::new(state),
-            };
-            self.states.put(user_id, folded);
+        if events.is_empty() {
+            return Ok(Appended {
+                recorded,
+                state: base.state,
+            });
         }
-        Ok(recorded)
+        let state = events
+            .iter()
+            .fold(UserState::clone(&base.state), user::evolve);
+        let folded = Folded {
+            version: base.version + events.len() as u64,
+            state: Arc::new(state),
+        };
+        self.states.put(user_id, folded.clone());
+        Ok(Appended {
+            recorded,
+            state: folded.state,
+        })
     }
 }
 
