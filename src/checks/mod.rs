@@ -55,6 +55,8 @@ struct Worker {
     service: Service,
     settings: CheckSettings,
     client: reqwest::Client,
+    /// The providers whose credentials these settings let the worker check.
+    checkable: Vec<Provider>,
     in_flight: Mutex<HashSet<CredentialId>>,
     permits: Arc<Semaphore>,
 }
@@ -73,10 +75,16 @@ pub fn spawn(
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let checkable = Provider::ALL
+        .iter()
+        .copied()
+        .filter(|p| adapter(p.spec().check, &client).can_check(*p, &settings))
+        .collect();
     let worker = Arc::new(Worker {
         service,
         settings,
         client,
+        checkable,
         in_flight: Mutex::new(HashSet::new()),
         permits,
     });
@@ -115,13 +123,8 @@ impl Worker {
     }
 
     async fn start_due_checks(self: Arc<Self>) -> Result<(), AppError> {
-        let checkable: Vec<Provider> = Provider::ALL
-            .iter()
-            .copied()
-            .filter(|p| adapter(p.spec().check, &self.client).can_check(*p, &self.settings))
-            .collect();
         let limit = (self.settings.concurrency * 4) as u32;
-        let due = self.service.due_checks(&checkable, limit).await?;
+        let due = self.service.due_checks(&self.checkable, limit).await?;
         for check in due {
             let id = check.credential.id;
             if !self

@@ -205,6 +205,23 @@ fn leaf_user(view: UserView) -> Result<Value, ApiError> {
     Ok(Value::Object(user))
 }
 
+/// The fields of `PUT /users` (the id, then the profile) and those it ignores (read-only parts
+/// of a user read with GET).
+static UPDATE_FIELDS: std::sync::LazyLock<(Vec<FieldSpec>, Vec<&'static str>)> =
+    std::sync::LazyLock::new(|| {
+        let id = FieldSpec {
+            rust_name: "id",
+            required: true,
+            kind: FieldKind::Plain,
+        };
+        let fields = std::iter::once(id).chain(PROFILE.iter().copied()).collect();
+        let ignored = credential_objects()
+            .map(|(_, name)| name)
+            .chain(["createdTime"])
+            .collect();
+        (fields, ignored)
+    });
+
 fn credential_objects() -> impl Iterator<Item = (Provider, &'static str)> {
     Provider::ALL.iter().map(|p| (*p, p.spec().object_name))
 }
@@ -402,18 +419,9 @@ pub async fn update_user(
     service: Data<Service>,
     JsonBody(body): JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    let mut ignored: Vec<&str> = credential_objects().map(|(_, name)| name).collect();
-    ignored.push("createdTime");
-    let id_spec = FieldSpec {
-        rust_name: "id",
-        required: true,
-        kind: FieldKind::Plain,
-    };
-    let fields: Vec<FieldSpec> = std::iter::once(id_spec)
-        .chain(PROFILE.iter().copied())
-        .collect();
+    let (fields, ignored) = &*UPDATE_FIELDS;
     let mut accepted =
-        validate_object(OBJECT, &fields, &body, &ignored).map_err(ApiError::Validation)?;
+        validate_object(OBJECT, fields, &body, ignored).map_err(ApiError::Validation)?;
     let user_id = accepted
         .remove("id")
         .and_then(|id| id.as_str().and_then(|id| id.parse::<UserId>().ok()))
