@@ -84,8 +84,12 @@ pub async fn authenticate(
     let fields =
         validate_object("loginVM", LOGIN_FIELDS, &body, &[]).map_err(ApiError::Validation)?;
     let login: LoginRequest =
+        // Not serde's message: it may quote the password.
         serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
-            ApiError::Internal(anyhow::Error::new(e).context("a validated login does not parse"))
+            ApiError::Internal(anyhow::anyhow!(
+                "a validated login does not parse ({:?} error)",
+                e.classify()
+            ))
         })?;
     limits.check_login(&login.username)?;
     let token = service

@@ -50,11 +50,14 @@ pub struct ProviderEvent {
 /// The typed answer of a stored credential, as its provider's answer type says.
 pub fn body(view: &CredentialView) -> Result<serde_json::Value, ApiError> {
     let answer = view.provider.spec().answer;
+    // The fields are decrypted here: serde's message, which may quote a value, is not kept.
     answer(view.id, view.status, view.created_at, &view.fields).map_err(|e| {
-        ApiError::Internal(anyhow::Error::new(e).context(format!(
-            "stored {:?} credential does not fit its schema",
-            view.provider
-        )))
+        ApiError::Internal(anyhow::anyhow!(
+            "stored {:?} credential {} does not fit its schema ({:?} error)",
+            view.provider,
+            view.id,
+            e.classify()
+        ))
     })
 }
 
