@@ -1,7 +1,7 @@
 //! Secrets at rest: sealed in the ledger and projections, shredded on delete, re-wrapped on
 //! master key rotation. Checked by reading the SQLite file (and its WAL) as an attacker would.
 
-use crate::helpers::{providers, spawn_app, TestApp};
+use crate::helpers::{providers, spawn_app, spawn_configured, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -405,4 +405,147 @@ async fn huge_or_too_many_headers_are_a_431_problem_and_nothing_is_written() {
         .await
         .unwrap();
     assert_eq!(fine.status(), StatusCode::CREATED);
+}
+
+/// The database, its WAL and its shared-memory index, each as bytes (missing: empty).
+fn files(app: &TestApp) -> Vec<(String, Vec<u8>)> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let path = format!("{}{suffix}", app.database.display());
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            (path, bytes)
+        })
+        .collect()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
+}
+
+/// An attacker with a copy of the files and `master.key`: the first 60-byte window of any file
+/// that opens as credential `id`'s wrapped data key.
+fn unwrappable(
+    keyring: &credential_ledger::app::crypto::Keyring,
+    key_id: &str,
+    files: &[(String, Vec<u8>)],
+    id: &str,
+) -> Option<(String, usize)> {
+    files.iter().find_map(|(path, bytes)| {
+        bytes
+            .windows(60)
+            .position(|window| keyring.unwrap(key_id, window, id).is_ok())
+            .map(|offset| (path.clone(), offset))
+    })
+}
+
+#[tokio::test]
+async fn a_shredded_data_key_leaves_no_copy_in_the_database_its_wal_or_its_index() {
+    use credential_ledger::app::crypto::{KeySource, Keyring};
+    // Commits without fsync (the test writes 300 times); shredding does not depend on it.
+    let app = spawn_configured(None, |s| s.store.synchronous_full = false).await;
+    // Enough credentials that the key table spans several pages and splits as it grows.
+    let mut users = Vec::new();
+    for _ in 0..60 {
+        let user = app.new_user().await;
+        for (slug, body, _) in secret_bodies() {
+            assert_eq!(
+                app.post_credentials(&user, slug, &body).await.status(),
+                StatusCode::CREATED
+            );
+        }
+        users.push(user);
+    }
+    let wrapped: Vec<(String, String, Vec<u8>)> = {
+        let db = app.sqlite();
+        let mut rows = db
+            .prepare("SELECT credential_id, key_id, wrapped FROM data_keys")
+            .unwrap();
+        rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(wrapped.len(), 180);
+    // Shred a third of the keys three ways: delete a credential, replace one, delete a user.
+    for user in &users[0..20] {
+        assert_eq!(
+            app.delete_credentials(user, "ag-leader-credentials")
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let (slug, body, _) = secret_bodies().remove(1);
+    for user in &users[20..40] {
+        assert_eq!(
+            app.post_credentials(user, slug, &body).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    for user in &users[40..60] {
+        assert_eq!(app.delete_user(user).await.status(), StatusCode::NO_CONTENT);
+    }
+    let live: std::collections::HashSet<String> = {
+        let db = app.sqlite();
+        let mut rows = db.prepare("SELECT credential_id FROM data_keys").unwrap();
+        rows.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let shredded: Vec<&(String, String, Vec<u8>)> = wrapped
+        .iter()
+        .filter(|(id, _, _)| !live.contains(id))
+        .collect();
+    assert_eq!(shredded.len(), 20 + 20 + 60);
+
+    // Any copy of a wrapped key contains its nonce (first 12 bytes) or its tag (last 16). The
+    // writer overwrites them within a second; give it a bounded while.
+    let surviving = |files: &[(String, Vec<u8>)]| -> Vec<String> {
+        let mut survivors = Vec::new();
+        for (id, _, bytes) in &shredded {
+            for part in [&bytes[..12], &bytes[bytes.len() - 16..]] {
+                for (path, content) in files {
+                    if let Some(at) = find(content, part) {
+                        survivors.push(format!("{id} in {path} at {at}"));
+                    }
+                }
+            }
+        }
+        survivors
+    };
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = surviving(&files(&app));
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        left.is_empty(),
+        "{} copies survive: {:?}",
+        left.len(),
+        &left[..left.len().min(5)]
+    );
+
+    // The attacker's way: the master key against every window of every file.
+    let keyring = Keyring::open(KeySource::File(
+        app.dir.as_ref().unwrap().path().join("master.key"),
+    ))
+    .unwrap();
+    let files = files(&app);
+    for (id, key_id, _) in [shredded[0], shredded[shredded.len() - 1]] {
+        assert_eq!(
+            unwrappable(&keyring, key_id, &files, id),
+            None,
+            "the shredded key of {id} opens"
+        );
+    }
+    // The scan sees what is there: a live credential's key is found, and opens.
+    let (id, key_id, bytes) = wrapped.iter().find(|(id, _, _)| live.contains(id)).unwrap();
+    let all: Vec<u8> = files.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert!(find(&all, &bytes[..12]).is_some());
+    assert!(unwrappable(&keyring, key_id, &files, id).is_some());
 }

@@ -99,6 +99,14 @@ impl SqliteStore {
 
         let (writer, jobs) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(WriterStats::default());
+        let hook_stats = stats.clone();
+        conn.update_hook(Some(
+            move |action: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+                if table == "data_keys" && action != rusqlite::hooks::Action::SQLITE_INSERT {
+                    hook_stats.shredded.store(true, Ordering::SeqCst);
+                }
+            },
+        ));
         let writer_stats = stats.clone();
         let max_batch = options.max_batch.max(1);
         let writer_thread = std::thread::Builder::new()
@@ -152,6 +160,7 @@ impl SqliteStore {
             commits: self.stats.commits.load(Ordering::SeqCst),
             jobs: self.stats.jobs.load(Ordering::SeqCst),
             reruns: self.stats.reruns.load(Ordering::SeqCst),
+            shred_checkpoints: self.stats.shred_checkpoints.load(Ordering::SeqCst),
         }
     }
 

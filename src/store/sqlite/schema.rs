@@ -12,6 +12,10 @@ pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<
         if synchronous_full { "FULL" } else { "NORMAL" },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten with zeros, not left in free space: a shredded data key
+    // must not survive in the file (the writer also truncates the WAL soon after, see
+    // `writer::shred`).
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())

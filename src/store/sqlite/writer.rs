@@ -9,8 +9,9 @@
 //! in its own savepoint.
 
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::store::StoreError;
 
@@ -98,7 +99,19 @@ pub(super) struct WriterStats {
     /// Batches rolled back and run again with a savepoint per job, because one of their jobs
     /// failed.
     pub(super) reruns: AtomicU64,
+    /// Set (by the write connection's update hook) when a data key was deleted or re-wrapped;
+    /// cleared when the writer has shredded its old copies (see `shred`).
+    pub(super) shredded: AtomicBool,
+    /// Checkpoints that truncated the WAL after a shred.
+    pub(super) shred_checkpoints: AtomicU64,
 }
+
+/// How soon after a data key is deleted its old copies in the WAL are overwritten: the WAL is
+/// checkpointed and truncated this long after the first shred, busy or not (later shreds
+/// meanwhile share that checkpoint).
+pub(super) const SHRED_WITHIN: Duration = Duration::from_millis(500);
+/// How long to wait before trying again when readers kept a checkpoint from finishing.
+const SHRED_RETRY: Duration = Duration::from_millis(100);
 
 /// A snapshot of `WriterStats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +120,7 @@ pub struct WriterCounts {
     pub commits: u64,
     pub jobs: u64,
     pub reruns: u64,
+    pub shred_checkpoints: u64,
 }
 
 /// The writer thread: takes the jobs that are waiting, runs them in one transaction and answers
@@ -117,7 +131,30 @@ pub(super) fn run_writer(
     max_batch: usize,
     stats: &WriterStats,
 ) {
-    while let Ok(first) = jobs.recv() {
+    // When the WAL must be checkpointed and truncated because a data key was shredded.
+    let mut shred_at: Option<Instant> = None;
+    loop {
+        if stats.shredded.swap(false, Ordering::SeqCst) {
+            shred_at.get_or_insert_with(|| Instant::now() + SHRED_WITHIN);
+        }
+        if shred_at.is_some_and(|at| at <= Instant::now()) {
+            shred_at = (!shred(conn, stats)).then(|| Instant::now() + SHRED_RETRY);
+            continue;
+        }
+        let first = match shred_at {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(at) => match jobs.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    shred(conn, stats);
+                    return;
+                }
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < max_batch {
             match jobs.try_recv() {
@@ -148,6 +185,29 @@ pub(super) fn run_writer(
         };
         for job in batch {
             job.answer(committed.clone());
+        }
+    }
+}
+
+/// Overwrites the old copies of shredded data keys: secure_delete has zeroed them in the pages
+/// the deleting commit wrote, but the WAL still holds the pages as earlier commits wrote them.
+/// A checkpoint copies the current pages into the database file and TRUNCATE empties the WAL.
+/// Returns false when readers kept it from finishing (try again soon).
+fn shred(conn: &Connection, stats: &WriterStats) -> bool {
+    let done = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|busy| busy == 0);
+    match done {
+        Ok(true) => {
+            stats.shred_checkpoints.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+        Ok(false) => false,
+        Err(error) => {
+            tracing::warn!(%error, "could not checkpoint the WAL after a shred; trying again");
+            false
         }
     }
 }
