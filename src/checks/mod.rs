@@ -22,7 +22,7 @@ use crate::config::{CheckSettings, EVENTS_WINDOW_DAYS};
 use crate::domain::event::ProviderExchange;
 use crate::domain::provider::CheckKind;
 use crate::domain::user::{CheckResult, UserError};
-use crate::domain::{Clock, CredentialId, Provider};
+use crate::domain::{Clock, CredentialId, CredentialStatus, Provider, UserId};
 use crate::store::{CredentialView, DueCheck, StoreError};
 use crate::telemetry::chain;
 
@@ -48,6 +48,24 @@ pub trait CheckAdapter: Send + Sync {
 fn adapter(kind: CheckKind, client: &reqwest::Client) -> impl CheckAdapter + '_ {
     match kind {
         CheckKind::OAuthRefresh(oauth) => oauth::RefreshGrant { oauth, client },
+    }
+}
+
+/// A credential's place among the checks running: removed from the in-flight set, and its
+/// concurrency permit returned, when dropped.
+struct Slot<'a> {
+    worker: &'a Worker,
+    id: CredentialId,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.worker
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -140,16 +158,40 @@ impl Worker {
             };
             let worker = self.clone();
             tokio::spawn(async move {
-                worker.check(check).await;
-                worker
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                drop(permit);
+                // Frees the credential's slot however the check ends, a panic included.
+                let _slot = Slot {
+                    worker: &worker,
+                    id,
+                    _permit: permit,
+                };
+                let (user_id, provider) = (check.credential.user_id, check.credential.provider);
+                let checking = worker.clone();
+                let ended = tokio::spawn(async move { checking.check(check).await }).await;
+                if let Err(error) = ended {
+                    tracing::error!(credential = %id, error = %error, "a check failed unexpectedly");
+                    worker.record_failure(user_id, id, provider).await;
+                }
             });
         }
         Ok(())
+    }
+
+    /// Records that a check broke down (a bug, not the provider): the credential is
+    /// `TEMPORARILY_UNAVAILABLE` and its next check backs off, so one bad answer cannot keep it
+    /// due for ever.
+    async fn record_failure(&self, user_id: UserId, id: CredentialId, provider: Provider) {
+        let result = CheckResult {
+            status: CredentialStatus::TemporarilyUnavailable,
+            tokens: None,
+            reason: "the check failed unexpectedly".into(),
+        };
+        if let Err(error) = self
+            .service
+            .record_check(user_id, id, provider, result, vec![])
+            .await
+        {
+            tracing::warn!(credential = %id, error = %chain(&error), "could not record a failed check");
+        }
     }
 
     async fn check(&self, due: DueCheck) {

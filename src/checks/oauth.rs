@@ -1,7 +1,8 @@
 //! One check of one credential: a `refresh_token` grant at the provider's token endpoint, the
 //! answer classified into a status, the exchange redacted for the log.
 
-use serde::Deserialize;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::{redact, CheckAdapter};
@@ -89,10 +90,18 @@ impl CheckAdapter for RefreshGrant<'_> {
     }
 }
 
-/// The largest provider response body kept.
-const MAX_BODY: usize = 64 * 1024;
+/// The most of a provider's answer read: twice what is kept, so that redaction sees a whole
+/// secret near the cut before the stored text is cut to `redact::MAX_BODY`. The rest is never
+/// read (an endless answer costs this much memory and no more).
+const READ_LIMIT: usize = 2 * redact::MAX_BODY;
 
-#[derive(Deserialize)]
+/// The longest token lifetime believed: ten years. A larger (or negative) `expires_in` is
+/// ignored, as if absent, rather than overflowing a date.
+const MAX_EXPIRES_IN_SECS: i64 = 10 * 365 * 24 * 3600;
+
+/// What a token endpoint answered, read leniently: a JSON object or a form, numbers as numbers
+/// or strings (RFC 6749 says JSON with a numeric `expires_in`; providers differ).
+#[derive(Debug, Default, PartialEq)]
 struct TokenResponse {
     access_token: Option<String>,
     refresh_token: Option<String>,
@@ -100,6 +109,50 @@ struct TokenResponse {
     scope: Option<String>,
     error: Option<String>,
 }
+
+impl TokenResponse {
+    fn parse(text: &str) -> Option<TokenResponse> {
+        let pairs: Vec<(String, Value)> = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map.into_iter().collect(),
+            Ok(_) => return None,
+            Err(_) => {
+                let text = text.trim();
+                if text.is_empty() || text.contains(char::is_whitespace) || !text.contains('=') {
+                    return None;
+                }
+                form_urlencoded::parse(text.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                    .collect()
+            }
+        };
+        let mut answer = TokenResponse::default();
+        for (name, value) in pairs {
+            let text = match &value {
+                Value::String(text) if !text.is_empty() => Some(text.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            match name.as_str() {
+                "access_token" => answer.access_token = value.as_str().map(str::to_owned),
+                REFRESH_TOKEN_FIELD => answer.refresh_token = value.as_str().map(str::to_owned),
+                "expires_in" => {
+                    answer.expires_in = text
+                        .and_then(|t| t.trim().parse::<i64>().ok())
+                        .filter(|secs| (0..=MAX_EXPIRES_IN_SECS).contains(secs))
+                }
+                "scope" => answer.scope = value.as_str().map(str::to_owned),
+                "error" => answer.error = text,
+                _ => {}
+            }
+        }
+        answer.access_token = answer.access_token.filter(|t| !t.is_empty());
+        answer.refresh_token = answer.refresh_token.filter(|t| !t.is_empty());
+        Some(answer)
+    }
+}
+
+/// The refresh token's name in a token endpoint's answer (RFC 6749 §5.1).
+const REFRESH_TOKEN_FIELD: &str = "refresh_token";
 
 fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> &'a str {
     fields.get(name).and_then(Value::as_str).unwrap_or("")
@@ -118,6 +171,20 @@ fn known_secrets(spec: &ProviderSpec, fields: &Map<String, Value>) -> Vec<String
     secrets
 }
 
+/// Reads at most `READ_LIMIT` bytes of the answer's body, then stops.
+async fn read_bounded(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = READ_LIMIT - body.len();
+        if chunk.len() >= room {
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    body
+}
+
 /// Checks `credential` at `token_url`. Never fails: every outcome is a status and an exchange.
 pub async fn check(
     client: &reqwest::Client,
@@ -134,16 +201,19 @@ pub async fn check(
         ("refresh_token", field(fields, REFRESH_TOKEN)),
     ];
     let mut request = client.post(token_url).header("Accept", "application/json");
+    let mut secrets = redact::Secrets::new(known_secrets(spec, fields));
     match client_auth {
         ClientAuth::Basic { id, secret } => {
-            request = request.basic_auth(field(fields, id), Some(field(fields, secret)));
+            let (id, secret) = (field(fields, id), field(fields, secret));
+            // The header's value, should a provider echo it.
+            secrets.add(&B64.encode(format!("{id}:{secret}")));
+            request = request.basic_auth(id, Some(secret));
         }
         ClientAuth::Body { id, secret } => {
             form.push(("client_id", field(fields, id)));
             form.push(("client_secret", field(fields, secret)));
         }
     }
-    let mut secrets = known_secrets(spec, fields);
     let sent = request.form(&form).send().await;
     let at = now();
     let meta = |status_code| ExchangeMeta {
@@ -174,7 +244,7 @@ pub async fn check(
             let exchange = ProviderExchange {
                 meta: meta(0),
                 headers: "{}".into(),
-                body: redact::scrub(&format!("no response: {reason}"), &secrets),
+                body: format!("no response: {reason}"),
             };
             return (result, exchange);
         }
@@ -190,18 +260,25 @@ pub async fn check(
             )
         })
         .collect();
-    let text = match response.bytes().await {
-        Ok(bytes) => String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned(),
-        Err(_) => String::new(),
-    };
-    let parsed: Option<TokenResponse> = serde_json::from_str(&text).ok();
+    let text = String::from_utf8_lossy(&read_bounded(response).await).into_owned();
+    let parsed = TokenResponse::parse(&text);
     if let Some(tokens) = &parsed {
-        secrets.extend(tokens.access_token.clone());
-        secrets.extend(tokens.refresh_token.clone());
+        for token in [&tokens.access_token, &tokens.refresh_token]
+            .into_iter()
+            .flatten()
+        {
+            secrets.add(token);
+        }
     }
-    let mut result = classify(code, parsed, required_scopes, at);
+    let mut result = classify(
+        code,
+        parsed,
+        field(fields, ACCESS_TOKEN),
+        required_scopes,
+        at,
+    );
     // The reason may quote the provider (`error`); it goes into the ledger and the logs.
-    result.reason = redact::scrub(&result.reason, &secrets);
+    result.reason = redact::reason(&result.reason, &secrets);
     let exchange = ProviderExchange {
         meta: meta(code),
         headers: redact::headers(
@@ -213,9 +290,12 @@ pub async fn check(
     (result, exchange)
 }
 
+/// The status an answer means. `current_access_token` stands in when a 2xx answer rotates the
+/// refresh token without a new access token: a new refresh token is never thrown away.
 fn classify(
     code: u16,
     parsed: Option<TokenResponse>,
+    current_access_token: &str,
     required_scopes: &[String],
     at: Timestamp,
 ) -> CheckResult {
@@ -228,7 +308,7 @@ fn classify(
     match code {
         200..=299 => {
             let Some(TokenResponse {
-                access_token: Some(access_token),
+                access_token,
                 refresh_token,
                 expires_in,
                 scope,
@@ -239,6 +319,18 @@ fn classify(
                     CredentialStatus::TemporarilyUnavailable,
                     "no access_token in the answer".into(),
                 );
+            };
+            let Some(access_token) = access_token else {
+                return CheckResult {
+                    status: CredentialStatus::TemporarilyUnavailable,
+                    tokens: refresh_token.map(|refresh_token| IssuedTokens {
+                        access_token: current_access_token.to_owned(),
+                        refresh_token: Some(refresh_token),
+                        expires_at: None,
+                        scopes: vec![],
+                    }),
+                    reason: "no access_token in the answer".into(),
+                };
             };
             let scopes: Vec<String> = scope
                 .unwrap_or_default()
@@ -252,6 +344,7 @@ fn classify(
             let tokens = IssuedTokens {
                 access_token,
                 refresh_token,
+                // In range (see `MAX_EXPIRES_IN_SECS`), so no date overflows.
                 expires_at: expires_in.map(|secs| at.plus(chrono::Duration::seconds(secs))),
                 scopes,
             };
@@ -295,7 +388,7 @@ mod tests {
     }
 
     fn answer(json: &str) -> Option<TokenResponse> {
-        serde_json::from_str(json).ok()
+        TokenResponse::parse(json)
     }
 
     #[test]
@@ -303,6 +396,7 @@ mod tests {
         let ok = classify(
             200,
             answer(r#"{"access_token":"a","expires_in":60,"scope":"x y"}"#),
+            "",
             &[],
             at(),
         );
@@ -311,6 +405,7 @@ mod tests {
         let scoped = classify(
             200,
             answer(r#"{"access_token":"a","scope":"x"}"#),
+            "",
             &["y".into()],
             at(),
         );
@@ -319,28 +414,71 @@ mod tests {
             (CredentialStatus::MissingPermission, "missing scopes: y")
         );
         assert!(scoped.tokens.is_some(), "tokens are kept");
-        let revoked = classify(400, answer(r#"{"error":"invalid_grant"}"#), &[], at());
+        let revoked = classify(400, answer(r#"{"error":"invalid_grant"}"#), "", &[], at());
         assert_eq!(
             (revoked.status, revoked.reason.as_str()),
             (CredentialStatus::Unauthenticated, "invalid_grant")
         );
         assert_eq!(
-            classify(401, None, &[], at()).status,
+            classify(401, None, "", &[], at()).status,
             CredentialStatus::Unauthenticated
         );
         assert_eq!(
-            classify(403, None, &[], at()).status,
+            classify(403, None, "", &[], at()).status,
             CredentialStatus::MissingPermission
         );
         for code in [429, 500, 502, 503] {
             assert_eq!(
-                classify(code, None, &[], at()).status,
+                classify(code, None, "", &[], at()).status,
                 CredentialStatus::TemporarilyUnavailable
             );
         }
         assert_eq!(
-            classify(200, answer("{}"), &[], at()).status,
+            classify(200, answer("{}"), "", &[], at()).status,
             CredentialStatus::TemporarilyUnavailable
+        );
+    }
+
+    #[test]
+    fn answers_are_read_as_json_or_forms_with_numbers_as_strings_and_absurd_lifetimes_ignored() {
+        let expected = TokenResponse {
+            access_token: Some("a".into()),
+            refresh_token: Some("r2".into()),
+            expires_in: Some(3600),
+            scope: Some("x y".into()),
+            error: None,
+        };
+        for text in [
+            r#"{"access_token":"a","refresh_token":"r2","expires_in":3600,"scope":"x y"}"#,
+            r#"{"access_token":"a","refresh_token":"r2","expires_in":"3600","scope":"x y"}"#,
+            "access_token=a&refresh_token=r2&expires_in=3600&scope=x+y",
+        ] {
+            assert_eq!(answer(text).as_ref(), Some(&expected), "{text}");
+        }
+        for absurd in ["9223372036854775807", "1e300", "-5", "\"99999999999999\""] {
+            let text = format!(r#"{{"access_token":"a","expires_in":{absurd}}}"#);
+            let parsed = answer(&text).unwrap();
+            assert_eq!(parsed.expires_in, None, "{absurd}");
+            let ok = classify(200, Some(parsed), "", &[], at());
+            assert_eq!(ok.status, CredentialStatus::Ok);
+            assert_eq!(ok.tokens.unwrap().expires_at, None);
+        }
+        // A rotated refresh token without an access token is still kept.
+        let rotated = classify(
+            200,
+            answer(r#"{"refresh_token":"r3"}"#),
+            "old-at",
+            &[],
+            at(),
+        );
+        assert_eq!(rotated.status, CredentialStatus::TemporarilyUnavailable);
+        let tokens = rotated.tokens.unwrap();
+        assert_eq!(
+            (
+                tokens.access_token.as_str(),
+                tokens.refresh_token.as_deref()
+            ),
+            ("old-at", Some("r3"))
         );
     }
 }

@@ -24,12 +24,22 @@ impl Timestamp {
             .map(|at| Self::from_datetime(at.with_timezone(&Utc)))
     }
 
+    /// `self + duration`, at the latest the last instant chrono represents (never a panic).
     pub fn plus(self, duration: chrono::Duration) -> Self {
-        Self::from_datetime(self.0 + duration)
+        Self::from_datetime(
+            self.0
+                .checked_add_signed(duration)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
     }
 
+    /// `self - duration`, at the earliest the first instant chrono represents.
     pub fn minus(self, duration: chrono::Duration) -> Self {
-        Self::from_datetime(self.0 - duration)
+        Self::from_datetime(
+            self.0
+                .checked_sub_signed(duration)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
     }
 }
 
@@ -95,6 +105,19 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adding_beyond_the_calendar_saturates_instead_of_panicking() {
+        let at = Timestamp::parse("2026-11-22T14:03:07Z").unwrap();
+        assert_eq!(
+            at.plus(chrono::Duration::MAX).datetime(),
+            DateTime::<Utc>::MAX_UTC.trunc_subsecs(6)
+        );
+        assert_eq!(
+            at.minus(chrono::Duration::MAX).datetime(),
+            DateTime::<Utc>::MIN_UTC
+        );
+    }
 
     #[test]
     fn timestamps_are_written_with_microseconds_and_a_z() {

@@ -78,6 +78,20 @@ fn recorded_exchanges(app: &TestApp) -> i64 {
         .unwrap()
 }
 
+/// The payload of the last `CredentialTokensRotated` event.
+fn last_rotation(app: &TestApp) -> Value {
+    let payload: String = app
+        .sqlite()
+        .query_row(
+            "SELECT payload FROM events WHERE event_type = 'CredentialTokensRotated'
+             ORDER BY position DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::from_str(&payload).unwrap()
+}
+
 /// Lets the worker run a few ticks.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -540,6 +554,227 @@ async fn the_exchange_log_never_holds_a_secret() {
                 !text.contains(secret),
                 "{secret} is in the exchange log: {text}"
             );
+        }
+    }
+}
+
+// Hostile or careless providers: every number range-checked, every answer read only so far,
+// every secret kept out of what is stored and logged, however it is encoded.
+
+#[tokio::test]
+async fn an_absurd_expires_in_is_ignored_and_never_stops_the_checks() {
+    // i64::MAX seconds overflowed the date (a panic that never freed the check's slot).
+    let provider = FakeProvider::start(Reply::json(
+        200,
+        json!({"access_token": "at-{refresh_token}", "refresh_token": "r2-{refresh_token}",
+               "expires_in": 9223372036854775807_i64}),
+    ))
+    .await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    // More such credentials than the worker runs checks at once (4).
+    let mut users = Vec::new();
+    for i in 0..12 {
+        let user = app.new_user().await;
+        app.post_credentials(&user, RAVEN, &raven_body(&format!("rt-{i}")))
+            .await;
+        users.push(user);
+    }
+    for (i, user) in users.iter().enumerate() {
+        eventually("every credential was checked and rotated", || async {
+            raven(&app, user).await["refreshToken"] == format!("r2-rt-{i}")
+        })
+        .await;
+        assert_eq!(raven(&app, user).await["status"], "OK");
+    }
+    assert!(
+        last_rotation(&app)["tokens"]["expiresAt"].is_null(),
+        "the lifetime was ignored: {}",
+        last_rotation(&app)
+    );
+    provider.set_default(ok_reply());
+    let late = app.new_user().await;
+    app.post_credentials(&late, RAVEN, &raven_body("rt-late"))
+        .await;
+    eventually("a later credential is still checked", || async {
+        raven(&app, &late).await["refreshToken"] == "rotated-rt-late"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_read_only_up_to_a_cap() {
+    let provider = FakeProvider::start(Reply::endless()).await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt-1"))
+        .await;
+    eventually("the endless answer was recorded", || async {
+        !events(&app, &user).await.is_empty()
+    })
+    .await;
+    let logged = &events(&app, &user).await[0];
+    let body = logged["body"].as_str().unwrap_or_default();
+    assert!(body.len() <= 64 * 1024, "{} bytes kept", body.len());
+    settle().await;
+    let sent = provider.endless_sent();
+    eprintln!("an endless answer: {sent} bytes sent before the worker hung up");
+    // The worker reads 128 KiB; the rest is what the sockets' buffers took.
+    assert!(sent < 16 * 1024 * 1024, "{sent} bytes were read");
+    assert_eq!(
+        raven(&app, &user).await["status"],
+        "TEMPORARILY_UNAVAILABLE"
+    );
+}
+
+/// A client secret with every character that changes under an encoding.
+const AWKWARD_SECRET: &str = r#"Sec"ret\with/plus+amp&eq=pct%-raven-9f"#;
+
+#[tokio::test]
+async fn a_secret_echoed_in_any_encoding_reaches_neither_the_log_nor_events_nor_the_reason() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let form: String = serde_urlencoded::to_string([("client_secret", AWKWARD_SECRET)]).unwrap();
+    let basic = format!(
+        "Basic {}",
+        b64.encode(format!("raven-client:{AWKWARD_SECRET}"))
+    );
+    let quoted = b64.encode(format!("cannot refresh for {AWKWARD_SECRET}"));
+    let provider = FakeProvider::start(ok_reply()).await;
+    // The provider quotes the secret in an `error` (base64, then a forged log line), in a
+    // JSON string, form-encoded and as a Basic value.
+    provider.then(Reply::json(
+        400,
+        json!({"error": format!("{quoted}\n2026-12-01T00:00:00.000000Z  INFO forged line \u{1b}[31mred"),
+               "echo": AWKWARD_SECRET, "request": form, "auth": basic}),
+    ));
+    provider.then(Reply::raw(
+        401,
+        "text/plain",
+        format!("unauthorized: {form} with {basic}"),
+    ));
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    let mut body = raven_body("rt-1");
+    body["clientSecret"] = json!(AWKWARD_SECRET);
+    app.post_credentials(&user, RAVEN, &body).await;
+    eventually("UNAUTHENTICATED", || async {
+        raven(&app, &user).await["status"] == "UNAUTHENTICATED"
+    })
+    .await;
+    check_now(&app, &user).await;
+    eventually("two exchanges", || async {
+        events(&app, &user).await.len() == 2
+    })
+    .await;
+    let credential_id = raven(&app, &user).await["id"].as_str().unwrap().to_owned();
+    let ledger: Vec<String> = app
+        .sqlite()
+        .prepare(
+            "SELECT headers || body FROM exchange_contents
+             UNION ALL SELECT payload FROM events",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let shown = events(&app, &user).await;
+    let our_log: Vec<String> = crate::helpers::logs()
+        .lines()
+        .filter(|line| line.contains(&credential_id))
+        .map(str::to_owned)
+        .collect();
+    assert!(!our_log.is_empty(), "the checks were logged");
+    let pieces = [
+        &AWKWARD_SECRET[..12],
+        &AWKWARD_SECRET[12..24],
+        &AWKWARD_SECRET[24..],
+    ];
+    let encodings = [form.clone(), basic.clone(), quoted.clone()];
+    for text in ledger
+        .iter()
+        .chain(our_log.iter())
+        .chain(std::iter::once(&serde_json::to_string(&shown).unwrap()))
+    {
+        for piece in pieces
+            .iter()
+            .map(|p| p.to_string())
+            .chain(encodings.iter().cloned())
+        {
+            assert!(!text.contains(&piece), "{piece} got through: {text}");
+        }
+        assert!(!text.contains("secret=Sec"), "{text}");
+    }
+    // The quoted `error` forged no line and repainted nothing.
+    let all_logs = crate::helpers::logs();
+    assert!(!all_logs
+        .lines()
+        .any(|l| l.starts_with("2026-12-01T00:00:00.000000Z")));
+    assert!(
+        !all_logs.contains('\u{1b}'),
+        "an escape code reached the log"
+    );
+    let reasons: Vec<Value> = app
+        .sqlite()
+        .prepare("SELECT payload FROM events WHERE event_type = 'CredentialStatusChanged'")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|p| serde_json::from_str(&p.unwrap()).unwrap())
+        .collect();
+    for reason in &reasons {
+        let text = reason["reason"].as_str().unwrap_or_default();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_kept_from_a_form_a_string_lifetime_or_a_long_answer() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    provider.then(Reply::raw(
+        200,
+        "application/x-www-form-urlencoded",
+        "access_token=at-form&refresh_token=rt-form&expires_in=3600&scope=read",
+    ));
+    provider.then(Reply::json(
+        200,
+        json!({"access_token": "at-string", "refresh_token": "rt-string", "expires_in": "3600"}),
+    ));
+    provider.then(Reply::json(
+        200,
+        json!({"pad": "x".repeat(70 * 1024), "access_token": "at-long", "refresh_token": "rt-long",
+               "expires_in": 60}),
+    ));
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt-0"))
+        .await;
+    for expected in ["rt-form", "rt-string", "rt-long"] {
+        eventually(expected, || async {
+            raven(&app, &user).await["refreshToken"] == expected
+        })
+        .await;
+        let credential = raven(&app, &user).await;
+        assert_eq!(credential["status"], "OK", "{credential}");
+        let rotation = last_rotation(&app);
+        assert!(rotation["tokens"]["expiresAt"].is_string(), "{rotation}");
+        check_now(&app, &user).await;
+    }
+    // Each answer was stored redacted, the long one cut to 64 KiB.
+    let shown = events(&app, &user).await;
+    assert_eq!(shown.len(), 3);
+    for logged in &shown {
+        let body = logged["body"].as_str().unwrap();
+        assert!(body.len() <= 64 * 1024);
+        for token in [
+            "at-form",
+            "rt-form",
+            "at-string",
+            "rt-string",
+            "at-long",
+            "rt-long",
+        ] {
+            assert!(!body.contains(token), "{token} in {body:.200}");
         }
     }
 }

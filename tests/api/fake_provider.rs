@@ -12,6 +12,10 @@ pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub delay: Duration,
+    /// Sent instead of `body`, with this content type.
+    pub raw: Option<(&'static str, String)>,
+    /// An answer that never ends (`body` is not sent).
+    pub endless: bool,
 }
 
 impl Reply {
@@ -20,6 +24,24 @@ impl Reply {
             status,
             body,
             delay: Duration::ZERO,
+            raw: None,
+            endless: false,
+        }
+    }
+
+    /// `body` as is (`{refresh_token}` replaced), with `content_type`.
+    pub fn raw(status: u16, content_type: &'static str, body: impl Into<String>) -> Reply {
+        Reply {
+            raw: Some((content_type, body.into())),
+            ..Reply::json(status, Value::Null)
+        }
+    }
+
+    /// 200 with a JSON body that goes on for ever, 64 KiB at a time.
+    pub fn endless() -> Reply {
+        Reply {
+            endless: true,
+            ..Reply::json(200, Value::Null)
         }
     }
 
@@ -41,6 +63,8 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
     seen: Mutex<Vec<Seen>>,
+    /// Bytes of endless answers sent so far.
+    endless_sent: std::sync::atomic::AtomicUsize,
 }
 
 pub struct FakeProvider {
@@ -67,11 +91,33 @@ async fn token(
         .expect("a reply is scripted");
     tokio::time::sleep(reply.delay).await;
     let refresh = form.get("refresh_token").cloned().unwrap_or_default();
-    let body = reply.body.to_string().replace("{refresh_token}", &refresh);
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap())
-        .content_type("application/json")
-        .insert_header(("Set-Cookie", "session=provider-session-secret"))
-        .body(body)
+    let mut response =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
+    response.insert_header(("Set-Cookie", "session=provider-session-secret"));
+    if reply.endless {
+        let state = state.into_inner();
+        let opening = futures::stream::once(async {
+            Ok::<_, std::io::Error>(web::Bytes::from_static(br#"{"pad":""#))
+        });
+        let chunk = web::Bytes::from(vec![b'x'; 64 * 1024]);
+        let rest = futures::stream::repeat_with(move || {
+            state
+                .endless_sent
+                .fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(chunk.clone())
+        });
+        use futures::StreamExt;
+        return response
+            .content_type("application/json")
+            .streaming(opening.chain(rest));
+    }
+    let (content_type, body) = match reply.raw {
+        Some((content_type, body)) => (content_type, body),
+        None => ("application/json", reply.body.to_string()),
+    };
+    response
+        .content_type(content_type)
+        .body(body.replace("{refresh_token}", &refresh))
 }
 
 impl FakeProvider {
@@ -103,6 +149,14 @@ impl FakeProvider {
 
     pub fn set_default(&self, reply: Reply) {
         *self.state.default.lock().unwrap() = Some(reply);
+    }
+
+    /// Bytes of endless answers sent so far (what the client read, give or take the socket's
+    /// buffers).
+    pub fn endless_sent(&self) -> usize {
+        self.state
+            .endless_sent
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn seen(&self) -> Vec<Seen> {

@@ -69,6 +69,37 @@ pub fn exchange(
     }
 }
 
+/// Everything the servers of this test binary logged, as the production subscriber writes it
+/// (without colours). Tests find their own lines by an id only they know.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOG.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+static LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOG.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("NO_COLOR", "1");
+        credential_ledger::telemetry::init_writing_to(|| LogWriter)
+    });
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -131,6 +162,7 @@ pub async fn spawn_configured(
     database: Option<(tempfile::TempDir, PathBuf)>,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    capture_logs();
     let (dir, database) = database.unwrap_or_else(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = dir.path().join("data").join("ledger.sqlite");
