@@ -5,8 +5,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::app::crypto::{KeySource, Keyring};
-use crate::app::{Secrets, Service};
+use crate::app::crypto::KeySource;
+use crate::app::Service;
 use crate::config::Settings;
 use crate::domain::SystemClock;
 use crate::startup::Application;
@@ -51,6 +51,10 @@ struct DatabaseArgs {
     /// key) overrides it.
     #[arg(long, global = true, env = "CREDENTIAL_LEDGER_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// Do not run SQLite's integrity check (`quick_check`, about a second per GB) when opening
+    /// the database; by default a damaged database is refused.
+    #[arg(long, global = true, env = "CREDENTIAL_LEDGER_SKIP_INTEGRITY_CHECK")]
+    skip_integrity_check: bool,
 }
 
 impl DatabaseArgs {
@@ -70,19 +74,23 @@ impl DatabaseArgs {
         }
     }
 
-    fn service(&self) -> anyhow::Result<Service> {
-        let keyring = Keyring::open(self.key_source())?;
-        Ok(Service::new(
-            Arc::new(self.open()?),
+    async fn service(&self) -> anyhow::Result<Service> {
+        let (_, service) = crate::startup::open_service(
+            &self.database,
+            self.options(),
+            self.key_source(),
             Arc::new(SystemClock),
-            Secrets::new(Arc::new(keyring), false),
-        ))
+            false,
+        )
+        .await?;
+        Ok(service)
     }
 
     fn options(&self) -> StoreOptions {
         StoreOptions {
             synchronous_full: !self.relaxed_durability,
             max_batch: self.write_batch,
+            integrity_check: !self.skip_integrity_check,
         }
     }
 }
@@ -181,7 +189,7 @@ impl Cli {
                     password.len() >= 8,
                     "the password must have at least 8 characters"
                 );
-                let service = self.database.service()?;
+                let service = self.database.service().await?;
                 let id = service.create_owner(&username, &password).await?;
                 println!("created owner {username} ({id})");
                 Ok(())
@@ -191,7 +199,7 @@ impl Cli {
                 Ok(())
             }
             Some(Command::RotateKey) => {
-                let (new_id, count) = self.database.service()?.rotate_master_key().await?;
+                let (new_id, count) = self.database.service().await?.rotate_master_key().await?;
                 println!("master key {new_id} is active; {count} data keys re-wrapped with it");
                 Ok(())
             }

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::app::crypto::Keyring;
+use crate::app::crypto::{KeySource, Keyring};
 use crate::app::{Secrets, Service};
 use crate::config::{Settings, MAX_BODY_BYTES};
 use crate::domain::{Clock, SystemClock};
@@ -31,10 +31,15 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
-        let store = SqliteStore::open(&settings.database, settings.store)?;
-        let keyring = Keyring::open(settings.master_key.clone())?;
-        let secrets = Secrets::new(Arc::new(keyring), settings.mask_secrets);
-        let service = Service::new(Arc::new(store), clock, secrets);
+        let (store, service) = open_service(
+            &settings.database,
+            settings.store,
+            settings.master_key.clone(),
+            clock,
+            settings.mask_secrets,
+        )
+        .await?;
+        store.claim_serving()?;
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -70,6 +75,32 @@ impl Application {
         }
         result
     }
+}
+
+/// Opens the database and its master keys as every command does: refuses an emptied database
+/// beside an existing key file, and a key file that cannot open the database's data keys.
+pub async fn open_service(
+    database: &std::path::Path,
+    options: crate::store::StoreOptions,
+    master_key: KeySource,
+    clock: Arc<dyn Clock>,
+    mask_secrets: bool,
+) -> anyhow::Result<(SqliteStore, Service)> {
+    let store = SqliteStore::open(database, options)?;
+    if let KeySource::File(key_file) = &master_key {
+        anyhow::ensure!(
+            !(store.found_empty() && key_file.exists()),
+            "{} is empty, but the master key file {} exists: the database was emptied or \
+             replaced. Restore it from a backup; for a fresh start, delete both files",
+            database.display(),
+            key_file.display()
+        );
+    }
+    let in_use = crate::store::EventStore::data_key_ids(&store).await?;
+    let keyring = Keyring::open_for(master_key, &in_use)?;
+    let secrets = Secrets::new(Arc::new(keyring), mask_secrets);
+    let service = Service::new(Arc::new(store.clone()), clock, secrets);
+    Ok((store, service))
 }
 
 fn server(

@@ -59,6 +59,7 @@ impl Server {
             .args(args)
             // The crash test reads a thousand users back at full speed.
             .env("CREDENTIAL_LEDGER_OWNER_RATE", "1000000")
+            .env("CREDENTIAL_LEDGER_LOGIN_RATE", "1000000")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
@@ -436,4 +437,251 @@ fn acknowledged_writes_survive_repeated_kill_9_under_load() {
 fn credential_is_none(done: &[(String, Option<String>)]) -> bool {
     done.last()
         .is_some_and(|(_, credential)| credential.is_none())
+}
+
+/// Runs `serve` on `database`, which must refuse to start: waits (bounded) for it to exit with
+/// a failure, and returns what it wrote on stderr.
+fn refused(database: &std::path::Path, args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .args(["--database", database.to_str().unwrap()])
+        .args(args)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not refuse to start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    assert!(!status.success(), "serve started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Creates a user with a Raven credential over HTTP; returns the credential's path.
+fn user_with_credential(port: u16, password: &str, secret: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let token = bearer(&client, &base, "admin", password).await;
+        let api = format!("{base}/services/usermanagement/api");
+        let user: serde_json::Value = client
+            .post(format!("{api}/users"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": "kept"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let path = format!(
+            "/services/usermanagement/api/users/{}/raven-credentials",
+            user["id"].as_str().unwrap()
+        );
+        let body =
+            serde_json::json!({"clientId": "id", "clientSecret": secret, "refreshToken": "rt"});
+        let created = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        path
+    })
+}
+
+/// The credential at `path` as the owner reads it (status code, body).
+fn read_credential(port: u16, password: &str, path: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let token = bearer(&client, &base, "admin", password).await;
+        let read = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        (read.status().as_u16(), read.text().await.unwrap())
+    })
+}
+
+#[test]
+fn a_second_server_on_the_same_database_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let first = Server::start(&database);
+    let stderr = refused(&database, &[]);
+    assert!(
+        stderr.contains("already being served by another process"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())),
+        "{stderr}"
+    );
+    // The first goes on; once it is gone, the database can be served again.
+    let password = first.printed("password: ").unwrap();
+    assert_eq!(login(first.port, "admin", &password), 200);
+    drop(first);
+    let second = Server::start(&database);
+    assert_eq!(login(second.port, "admin", &password), 200);
+}
+
+#[test]
+fn a_missing_master_key_is_refused_while_the_database_holds_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let key = dir.path().join("master.key");
+    let server = Server::start(&database);
+    let password = server.printed("password: ").unwrap();
+    let url = user_with_credential(server.port, &password, "kept-secret-5d1e");
+    drop(server);
+
+    let aside = dir.path().join("master.key.aside");
+    std::fs::rename(&key, &aside).unwrap();
+    let stderr = refused(&database, &[]);
+    assert!(stderr.contains(&key.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("missing, but the database holds data keys"),
+        "{stderr}"
+    );
+    assert!(!key.exists(), "no new key file was made");
+    // Another key file (say, a wrong one restored) is refused too.
+    std::fs::write(
+        &key,
+        "0badc0de AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+    )
+    .unwrap();
+    let stderr = refused(&database, &[]);
+    assert!(stderr.contains("does not hold master key"), "{stderr}");
+
+    std::fs::rename(&aside, &key).unwrap();
+    let server = Server::start(&database);
+    let (status, body) = read_credential(server.port, &password, &url);
+    assert_eq!(status, 200);
+    assert!(body.contains("kept-secret-5d1e"), "{body}");
+}
+
+#[test]
+fn a_damaged_or_emptied_database_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let server = Server::start(&database);
+    let password = server.printed("password: ").unwrap();
+    for i in 0..20 {
+        user_with_credential(server.port, &password, &format!("secret-{i}"));
+    }
+    drop(server);
+    let users_page: usize = {
+        // Everything into the main file, as after a clean shutdown.
+        let conn = rusqlite::Connection::open(&database).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        conn.query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'users'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // Random-looking bytes over the page of the users table (16 KiB pages, numbered from 1).
+    let mut damaged = std::fs::read(&database).unwrap();
+    let page = 16 * 1024;
+    let start = (users_page - 1) * page;
+    let mut x: u32 = 0x9e37_79b9;
+    for byte in &mut damaged[start..start + page] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *byte = x as u8;
+    }
+    std::fs::write(&database, &damaged).unwrap();
+    let stderr = refused(&database, &[]);
+    assert!(stderr.contains("failed its integrity check"), "{stderr}");
+    assert!(stderr.contains("restore it from a backup"), "{stderr}");
+    // An operator may serve it as it is, knowingly; once a read meets the damage, /health says so.
+    let server = Server::start_with(&database, &["--skip-integrity-check"], &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (users, health) = runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let base = format!("http://127.0.0.1:{}", server.port);
+        let token = bearer(&client, &base, "admin", &password).await;
+        let users = client
+            .get(format!("{base}/services/usermanagement/api/users?size=100"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let health = client.get(format!("{base}/health")).send().await.unwrap();
+        (
+            users,
+            (health.status().as_u16(), health.text().await.unwrap()),
+        )
+    });
+    assert_eq!(users, 500, "the damaged page is read");
+    assert_eq!(health.0, 503, "{health:?}");
+    assert!(health.1.contains("the database is damaged"), "{health:?}");
+    drop(server);
+
+    std::fs::write(&database, b"").unwrap();
+    let _ = std::fs::remove_file(dir.path().join("ledger.sqlite-wal"));
+    let stderr = refused(&database, &[]);
+    assert!(
+        stderr.contains("is empty, but the master key file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn data_files_are_private_and_a_key_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let database = folder.join("ledger.sqlite");
+    let server = Server::start(&database);
+    let password = server.printed("password: ").unwrap();
+    user_with_credential(server.port, &password, "s");
+    assert_eq!(mode(&folder), 0o700, "the data folder");
+    for file in [
+        "ledger.sqlite",
+        "ledger.sqlite-wal",
+        "ledger.sqlite-shm",
+        "master.key",
+    ] {
+        assert_eq!(mode(&folder.join(file)), 0o600, "{file}");
+    }
+    drop(server);
+    let key = folder.join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start(&database);
+    let logs = server.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("the master key file can be read by other users"),
+        "{logs}"
+    );
+    assert_eq!(
+        mode(&database),
+        0o600,
+        "a database file others could read is made private"
+    );
 }

@@ -96,6 +96,21 @@ fn append_new_key(path: &Path) -> Result<String, CryptoError> {
     Ok(id)
 }
 
+/// Logs a warning when `path` may be read by users other than its owner.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{mode:o}"),
+                "the master key file can be read by other users: chmod 600 it"
+            );
+        }
+    }
+}
+
 impl Keyring {
     /// Loads the master keys, generating a key file on first start.
     pub fn open(source: KeySource) -> Result<Keyring, CryptoError> {
@@ -117,6 +132,59 @@ impl Keyring {
             source,
             keys: RwLock::new(keys),
         })
+    }
+
+    /// Loads the master keys for a database whose data keys are wrapped by the keys `in_use`:
+    /// refuses a source that lacks any of them, and a missing key file when the database
+    /// already holds data keys (a new key would open none of them, and what is written
+    /// meanwhile would not open with the old one once restored). Warns when the key file can
+    /// be read by other users.
+    pub fn open_for(source: KeySource, in_use: &[String]) -> Result<Keyring, CryptoError> {
+        let place = match &source {
+            KeySource::File(path) => path.clone(),
+            KeySource::Inline(_) => "CREDENTIAL_LEDGER_MASTER_KEY".into(),
+        };
+        if let KeySource::File(path) = &source {
+            if !path.exists() && !in_use.is_empty() {
+                return Err(CryptoError::KeyFile(
+                    path.clone(),
+                    format!(
+                        "missing, but the database holds data keys wrapped by master key {}: \
+                         restore this file from where you keep it (it is in no database backup), \
+                         or name it with --master-key-file",
+                        in_use.join(", ")
+                    ),
+                ));
+            }
+        }
+        let ring = Keyring::open(source)?;
+        if let KeySource::File(path) = &ring.source {
+            warn_if_readable_by_others(path);
+        }
+        let known: Vec<String> = ring
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        let missing: Vec<&str> = in_use
+            .iter()
+            .filter(|id| !known.contains(id))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(CryptoError::KeyFile(
+                place,
+                format!(
+                    "does not hold master key {} that wraps data keys in the database (it holds {}): \
+                     restore the key file that does",
+                    missing.join(", "),
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(ring)
     }
 
     /// Adds a new master key to the key file and makes it the active one.

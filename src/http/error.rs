@@ -198,7 +198,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(cause = %chain(&error), "storage unavailable");
                 ApiError::Unavailable
             }
-            StoreError::Corrupt(_) | StoreError::Failed(_) => {
+            StoreError::Corrupt(_) | StoreError::Failed(_) | StoreError::InUse(_) => {
                 ApiError::Internal(anyhow::Error::new(error))
             }
         }

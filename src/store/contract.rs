@@ -735,7 +735,9 @@ pub async fn exchanges_show_newest_first_and_old_ones_are_purged(store: SharedSt
 
 pub async fn rewrapping_replaces_every_data_key(store: SharedStore) {
     let alice = owner(&*store, "alice").await;
+    assert_eq!(store.data_key_ids().await.unwrap(), Vec::<String>::new());
     let (user, credential) = user_with_raven(&*store, alice, UserProfile::default(), t0()).await;
+    assert_eq!(store.data_key_ids().await.unwrap(), ["k1"]);
     let rewrapped = store
         .rewrap_keys(Box::new(|old| {
             Ok(WrappedKey {
@@ -772,6 +774,11 @@ pub async fn rewrapping_replaces_every_data_key(store: SharedStore) {
         .unwrap()
         .unwrap();
     assert_eq!(unchanged.data_key.unwrap().key_id, "k2", "all or none");
+    assert_eq!(
+        store.data_key_ids().await.unwrap(),
+        ["k2"],
+        "the master keys in use"
+    );
 }
 
 /// Everything the read model shows of `owners`, for comparing two of its states.

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A constraint violation or another bug: retrying will not help.
     #[error("storage failed")]
     Failed(#[source] Cause),
+    /// Another process already serves this database.
+    #[error("{0}")]
+    InUse(String),
 }
 
 /// A plain message as an error cause.
@@ -199,7 +202,11 @@ pub trait EventStore: Send + Sync {
     /// Re-wraps every data key with `rewrap`, all or none.
     async fn rewrap_keys(&self, rewrap: Rewrap) -> Result<usize, StoreError>;
 
-    /// Whether the storage answers.
+    /// The ids of the master keys that wrap the stored data keys: a keyring must know each of
+    /// them to open the credentials.
+    async fn data_key_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the storage answers (and no read has found it damaged).
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

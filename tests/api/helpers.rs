@@ -221,13 +221,20 @@ impl TestApp {
     /// clock carries on from where it was).
     pub async fn restart(mut self, health: CheckSettings) -> TestApp {
         self.server.stop(true).await;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let now = self.clock.now();
-        let mut next = spawn_app_with(
-            health,
-            Some((self.dir.take().unwrap(), self.database.clone())),
-        )
-        .await;
+        let (dir, database) = (self.dir.take().unwrap(), self.database.clone());
+        drop(self);
+        // The old server gives the database up once its last handle on the store is gone
+        // (its worker stops a moment after the server).
+        let lock = format!("{}.serve-lock", database.display());
+        for _ in 0..250 {
+            let file = std::fs::File::open(&lock).unwrap();
+            if file.try_lock().is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut next = spawn_app_with(health, Some((dir, database))).await;
         next.clock.set(now);
         next.relogin().await;
         next

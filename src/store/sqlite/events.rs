@@ -207,3 +207,12 @@ pub fn rewrap_keys(
     }
     Ok(keys.len())
 }
+
+/// The distinct master key ids of the stored data keys.
+pub fn data_key_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let ids = conn
+        .prepare_cached("SELECT DISTINCT key_id FROM data_keys ORDER BY key_id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}

@@ -18,6 +18,7 @@ mod tests;
 mod writer;
 
 use rusqlite::{Connection, TransactionBehavior};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
@@ -54,6 +55,27 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Creates the database file 0600 if it is missing, and makes it and its WAL and index 0600 if
+/// they exist with a wider mode.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     // Dropped before the writer: a read-only connection cannot remove the WAL, so the writer's
@@ -61,6 +83,12 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     writer: Arc<Writer>,
     stats: Arc<WriterStats>,
+    /// Set when a read found the database damaged: `ping` reports it from then on.
+    damaged: Arc<std::sync::atomic::AtomicBool>,
+    /// Held while this process serves the database (see `claim_serving`).
+    serving: Arc<Mutex<Option<std::fs::File>>>,
+    /// The database file existed but was empty when opened (emptied, or never written).
+    found_empty: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +97,9 @@ pub struct StoreOptions {
     pub synchronous_full: bool,
     /// Most write jobs committed in one transaction (1: one commit, so one fsync, per write).
     pub max_batch: usize,
+    /// Run SQLite's `quick_check` on open and refuse a damaged database (it reads every page:
+    /// about a second per GB).
+    pub integrity_check: bool,
 }
 
 /// Default `max_batch`.
@@ -79,19 +110,35 @@ impl Default for StoreOptions {
         Self {
             synchronous_full: true,
             max_batch: DEFAULT_MAX_BATCH,
+            integrity_check: true,
         }
     }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and its folder.
+    /// The folder it creates is private to this user (0700) and so are the database's files
+    /// (0600: SQLite gives its WAL and index the database file's mode).
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
+        let unavailable = |e: std::io::Error| StoreError::Unavailable(Arc::new(e));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Arc::new(e)))?;
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(unavailable)?;
+            }
         }
+        let found_empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+        let was_empty = found_empty || !path.exists();
+        private_files(path).map_err(unavailable)?;
         let mut conn = Connection::open(path)?;
         schema::set_page_size_of_new_database(&conn)?;
         schema::configure(&conn, options.synchronous_full)?;
+        if options.integrity_check && !was_empty {
+            schema::check_integrity(&conn)?;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         schema::create_ledger(&tx)?;
         schema::create_projections(&tx)?;
@@ -125,7 +172,50 @@ impl SqliteStore {
             }),
             readers,
             stats,
+            damaged: Default::default(),
+            serving: Default::default(),
+            found_empty,
         })
+    }
+
+    /// Whether the database file existed, empty, when opened (a missing one is a fresh start).
+    pub fn found_empty(&self) -> bool {
+        self.found_empty
+    }
+
+    /// Claims the database for this process's server until the store is dropped: a second
+    /// server on the same file refuses to start rather than run beside the first (both would
+    /// refresh the same tokens, and a provider that rotates them accepts only one). Other
+    /// commands (`rebuild`, `rotate-key`, `owner create`) do not claim it: SQLite's own locking
+    /// keeps them safe beside a server.
+    pub fn claim_serving(&self) -> Result<(), StoreError> {
+        let path = format!("{}.serve-lock", self.readers.path.display());
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        options.mode(0o600);
+        let mut file = options
+            .open(&path)
+            .map_err(|e| StoreError::Unavailable(Arc::new(e)))?;
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::Write;
+                file.set_len(0)
+                    .and_then(|()| writeln!(file, "{}", std::process::id()))
+                    .map_err(|e| StoreError::Unavailable(Arc::new(e)))?;
+                *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                Err(StoreError::InUse(format!(
+                    "{} is already being served by another process (pid {}, holding {path}); \
+                     stop it first, or give this server another --database",
+                    self.readers.path.display(),
+                    holder.trim()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(Arc::new(e))),
+        }
     }
 
     /// Runs `job` on the writer thread, inside a transaction it may share with other jobs;
@@ -178,9 +268,13 @@ impl SqliteStore {
             .acquire()
             .await
             .map_err(|_| StoreError::unavailable("the read pool is closed"))?;
-        tokio::task::spawn_blocking(move || readers.with(query))
+        let read = tokio::task::spawn_blocking(move || readers.with(query))
             .await
-            .map_err(|e| StoreError::Failed(Arc::new(e)))?
+            .map_err(|e| StoreError::Failed(Arc::new(e)))?;
+        if let Err(StoreError::Corrupt(_)) = &read {
+            self.damaged.store(true, Ordering::SeqCst);
+        }
+        read
     }
 }
 
@@ -243,7 +337,16 @@ impl EventStore for SqliteStore {
         self.write(move |tx| events::rewrap_keys(tx, &rewrap)).await
     }
 
+    async fn data_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.read(events::data_key_ids).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.damaged.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt(
+                "a read found the database damaged; restore it from a backup".into(),
+            ));
+        }
         self.read(|conn| Ok(conn.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?))
             .await
     }
