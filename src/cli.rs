@@ -152,9 +152,16 @@ struct ServeArgs {
     /// twice that. Over it: 429 with `Retry-After`.
     #[arg(long, env = "CREDENTIAL_LEDGER_OWNER_RATE", default_value_t = 1000)]
     owner_rate: u32,
-    /// Login attempts per minute per username.
+    /// Login attempts per minute for one username from one client address.
     #[arg(long, env = "CREDENTIAL_LEDGER_LOGIN_RATE", default_value_t = 10)]
     login_rate: u32,
+    /// Login attempts per minute from one client address, whatever the usernames.
+    #[arg(
+        long,
+        env = "CREDENTIAL_LEDGER_LOGIN_CLIENT_RATE",
+        default_value_t = 30
+    )]
+    login_client_rate: u32,
     /// Do not check credentials in the background.
     #[arg(long, env = "CREDENTIAL_LEDGER_NO_HEALTH_CHECKS")]
     no_health_checks: bool,
@@ -241,6 +248,7 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
             owner_per_second: args.owner_rate,
             owner_burst: args.owner_rate.saturating_mul(2),
             logins_per_minute: args.login_rate,
+            logins_per_client_per_minute: args.login_client_rate,
         },
         workers: args.workers,
         checks: crate::config::CheckSettings {

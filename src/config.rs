@@ -30,16 +30,18 @@ pub struct Settings {
     pub rate_limits: RateLimits,
 }
 
-/// Rate limits: requests per API owner (all its tokens together) and login attempts per
-/// username. Over the limit: 429 with `Retry-After`.
+/// Rate limits: requests per API owner (all its tokens together), login attempts per client
+/// address, and per username from one address. Over a limit: 429 with `Retry-After`.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimits {
     /// Sustained requests per second per owner.
     pub owner_per_second: u32,
     /// Requests an owner may send at once above that rate.
     pub owner_burst: u32,
-    /// Login attempts per minute per username (successful or not).
+    /// Login attempts per minute for one username from one client address (successful or not).
     pub logins_per_minute: u32,
+    /// Login attempts per minute from one client address, whatever the usernames.
+    pub logins_per_client_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -48,6 +50,7 @@ impl Default for RateLimits {
             owner_per_second: 1000,
             owner_burst: 2000,
             logins_per_minute: 10,
+            logins_per_client_per_minute: 30,
         }
     }
 }

@@ -685,3 +685,98 @@ fn data_files_are_private_and_a_key_file_others_can_read_is_warned_about() {
         "a database file others could read is made private"
     );
 }
+
+/// The server's peak resident memory (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+#[test]
+fn a_password_spray_from_64_addresses_neither_exhausts_memory_nor_starves_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    // The default login limits; 64 addresses get 30 attempts a minute each.
+    let server = Server::start_with(
+        &database,
+        &[],
+        &[
+            ("CREDENTIAL_LEDGER_LOGIN_RATE", "10"),
+            ("RUST_LOG", "warn,credential_ledger=info"),
+        ],
+    );
+    let (port, password) = (server.port, server.printed("password: ").unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let spray_for = Duration::from_secs(10);
+    let (statuses, latencies) = runtime.block_on(async {
+        let base = format!("http://127.0.0.1:{port}");
+        let owner = reqwest::Client::builder().no_proxy().build().unwrap();
+        let token = bearer(&owner, &base, "admin", &password).await;
+        let until = Instant::now() + spray_for;
+        let sprayers = (0..64u8).map(|i| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .local_address(std::net::IpAddr::from([127, 0, 1, i + 2]))
+                    .build()
+                    .unwrap();
+                let mut statuses = Vec::new();
+                let mut n = 0u32;
+                while Instant::now() < until {
+                    n += 1;
+                    let body = serde_json::json!({"username": format!("user-{i}-{n}"), "password": "guess-guess"});
+                    if let Ok(r) = client.post(format!("{base}/api/authenticate")).json(&body).send().await {
+                        statuses.push(r.status().as_u16());
+                    }
+                }
+                statuses
+            })
+        });
+        let sprayers: Vec<_> = sprayers.collect();
+        let mut latencies = Vec::new();
+        while Instant::now() < until {
+            let started = Instant::now();
+            let read = owner
+                .get(format!("{base}/services/usermanagement/api/users"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(read.status(), 200);
+            latencies.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut statuses = Vec::new();
+        for sprayer in sprayers {
+            statuses.extend(sprayer.await.unwrap());
+        }
+        (statuses, latencies)
+    });
+    let peak = peak_rss_mib(server.child.id());
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    let count = |code| statuses.iter().filter(|s| **s == code).count();
+    eprintln!(
+        "spray of 64 addresses for {spray_for:?}: {} attempts ({} answered 401, {} 429), \
+         server peak RSS {peak:.1} MiB, owner GET median {median:?} over {} reads",
+        statuses.len(),
+        count(401),
+        count(429),
+        latencies.len()
+    );
+    assert!(count(401) > 0, "passwords were checked");
+    assert!(count(429) > 0, "and the rest refused");
+    assert_eq!(
+        statuses.len(),
+        count(401) + count(429),
+        "nothing else: {statuses:?}"
+    );
+    assert!(peak < 256.0, "peak RSS {peak:.1} MiB");
+}

@@ -1,7 +1,7 @@
 //! API owners: creation (and the first one on an empty ledger), passwords, login and bearer
 //! tokens, with a cache of tokens already authenticated.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -67,9 +67,7 @@ impl Service {
     ) -> Result<Option<String>, AppError> {
         let found = self.store.owner_by_username(username).await?;
         // Verify against a dummy hash for unknown users so timing does not reveal usernames.
-        let hash = found
-            .as_ref()
-            .map_or_else(|| dummy_hash().to_owned(), |o| o.password_hash.clone());
+        let hash = found.as_ref().map(|o| o.password_hash.clone());
         let verified = verify_password(password.to_owned(), hash).await?;
         let Some(found) = found.filter(|_| verified) else {
             return Ok(None);
@@ -185,35 +183,141 @@ fn dummy_hash() -> &'static str {
     })
 }
 
+/// Password work waiting for a hashing thread beyond which logins are refused (429).
+const HASH_QUEUE: usize = 32;
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash and verify passwords: few (half the cores, at least one) and always the
+/// same, with a bounded queue. Argon2 takes 19 MiB and tens of milliseconds per password; run on
+/// any blocking thread, a spray of logins ran hundreds at once, each thread keeping its memory
+/// (5 GiB) and the CPU starved every other request. Here at most `threads × 19 MiB` is in use,
+/// and a login that would wait behind `HASH_QUEUE` others is refused at once.
+struct Hashers {
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
+}
+
+fn hashers() -> &'static Hashers {
+    static POOL: OnceLock<Hashers> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(HASH_QUEUE);
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        let threads = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+        for i in 0..threads {
+            let queue = queue.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || loop {
+                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+        }
+        Hashers { jobs }
+    })
+}
+
+/// Runs `work` on a hashing thread; `AppError::Busy` when the queue is full.
+async fn on_hasher<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = answer.send(work());
+    });
+    hashers().jobs.try_send(job).map_err(|e| match e {
+        std::sync::mpsc::TrySendError::Full(_) => AppError::Busy("password checks"),
+        std::sync::mpsc::TrySendError::Disconnected(_) => {
+            AppError::Internal(anyhow::anyhow!("the password hashing threads have stopped"))
+        }
+    })?;
+    answered
+        .await
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("a password hashing job was dropped")))
+}
+
 async fn hash_password(password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || {
+    on_hasher(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot hash a password: {e}")))
     })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("password hashing")))?
+    .await?
 }
 
-async fn verify_password(password: String, hash: String) -> Result<bool, AppError> {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+/// Whether `password` matches `hash` (`None`: an unknown user, checked against a dummy hash).
+async fn verify_password(password: String, hash: Option<String>) -> Result<bool, AppError> {
+    on_hasher(move || {
+        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+        verify_in_reused_memory(password.as_bytes(), &hash)
     })
     .await
-    .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("password verification")))
+}
+
+/// `Argon2::verify_password`, but in this thread's own block memory, allocated once and reused:
+/// allocated afresh for every password, the 19 MiB landed in a new place each time until the
+/// allocator held 8 copies (150 MiB) it never gave back.
+fn verify_in_reused_memory(password: &[u8], phc: &str) -> bool {
+    use argon2::{Algorithm, Block, Params, Version};
+    use std::cell::RefCell;
+    thread_local! {
+        static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        blocks.resize(params.block_count(), Block::default());
+        argon2
+            .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..])
+            .is_ok()
+    }) && argon2::password_hash::Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_verifies_in_reused_memory_exactly_as_argon2_verifies_it() {
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = Argon2::default()
+            .hash_password(b"right password", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_in_reused_memory(b"right password", &hash));
+        assert!(!verify_in_reused_memory(b"wrong password", &hash));
+        assert!(
+            verify_in_reused_memory(b"right password", &hash),
+            "again, same memory"
+        );
+        assert!(!verify_in_reused_memory(b"right password", "not a hash"));
+    }
 
     #[test]
     fn a_token_is_stored_as_the_lower_case_hex_of_its_sha256() {

@@ -29,6 +29,9 @@ pub enum AppError {
     /// Our fault (a key that does not decrypt, a hashing failure): logged with its cause chain.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// Too much of a bounded kind of work is already waiting (password checks): try later.
+    #[error("too many {0} in progress")]
+    Busy(&'static str),
 }
 
 /// The application services, cheap to clone (every part is shared).

@@ -69,7 +69,7 @@ pub struct IdToken {
             content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = "Too many login attempts for this username; retry after `Retry-After` seconds",
+        (status = 429, description = "Too many login attempts from this client (for this username, or in all), or too many password checks waiting; retry after `Retry-After` seconds",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage is unavailable; retry", body = Problem,
             content_type = "application/problem+json"),
@@ -77,6 +77,7 @@ pub struct IdToken {
 )]
 #[post("/api/authenticate")]
 pub async fn authenticate(
+    request: actix_web::HttpRequest,
     limits: Data<Limiters>,
     service: Data<Service>,
     JsonBody(body): JsonBody,
@@ -91,7 +92,12 @@ pub async fn authenticate(
                 e.classify()
             ))
         })?;
-    limits.check_login(&login.username)?;
+    // The connection's own address (a proxy in front makes every client one address: raise
+    // `--login-client-rate` then).
+    let client = request
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    limits.check_login(client, &login.username)?;
     let token = service
         .login(
             &login.username,

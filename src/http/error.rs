@@ -224,6 +224,10 @@ impl From<AppError> for ApiError {
             AppError::Owner(OwnerError::Exists) => ApiError::Conflict("username taken".into()),
             AppError::Owner(OwnerError::Unknown) => ApiError::Unauthorized("unknown owner".into()),
             AppError::Internal(cause) => ApiError::Internal(cause),
+            AppError::Busy(what) => ApiError::TooManyRequests {
+                retry_after_secs: 1,
+                what: what.to_owned(),
+            },
         }
     }
 }

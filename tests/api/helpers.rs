@@ -187,6 +187,7 @@ pub async fn spawn_configured(
             owner_per_second: 10_000,
             owner_burst: 10_000,
             logins_per_minute: 10_000,
+            logins_per_client_per_minute: 10_000,
         },
     };
     configure(&mut settings);
@@ -289,6 +290,21 @@ impl TestApp {
             request = request.json(body);
         }
         request.send().await.expect("request sent")
+    }
+
+    /// Logs in from another loopback address (`127.0.0.N`), as another client would.
+    pub async fn login_from(&self, address: [u8; 4], body: Value) -> Response {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from(address))
+            .build()
+            .unwrap();
+        client
+            .post(self.url("/api/authenticate"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn login(&self, body: Value) -> Response {

@@ -205,6 +205,7 @@ async fn an_owner_over_its_rate_limit_gets_429_with_retry_after_and_others_do_no
             owner_per_second: 1,
             owner_burst: 5,
             logins_per_minute: 100,
+            logins_per_client_per_minute: 100,
         };
     })
     .await;
@@ -245,39 +246,53 @@ async fn an_owner_over_its_rate_limit_gets_429_with_retry_after_and_others_do_no
 }
 
 #[tokio::test]
-async fn login_attempts_are_limited_per_username() {
+async fn login_attempts_are_limited_per_username_and_per_client_without_locking_the_owner_out() {
     use credential_ledger::config::RateLimits;
     let app = crate::helpers::spawn_configured(None, |s| {
         s.rate_limits = RateLimits {
             owner_per_second: 1000,
             owner_burst: 1000,
             logins_per_minute: 3,
+            logins_per_client_per_minute: 6,
         };
     })
-    .await; // alice logged in once already
-    for _ in 0..2 {
+    .await; // alice logged in once already, from 127.0.0.1
+    let attacker = [127, 0, 0, 2];
+    for _ in 0..3 {
         let wrong = app
-            .login(json!({"username": "alice", "password": "guess"}))
+            .login_from(attacker, json!({"username": "alice", "password": "guess"}))
             .await;
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     }
-    let right = app
+    let guess = app
+        .login_from(
+            attacker,
+            json!({"username": "alice", "password": "correct horse battery"}),
+        )
+        .await;
+    assert!(guess.headers().contains_key("retry-after"));
+    crate::helpers::problem(guess, 429).await;
+    // The attacker keeps alice's username limited from its address only: alice, from hers,
+    // still gets in.
+    let alice = app
         .login(json!({"username": "alice", "password": "correct horse battery"}))
         .await;
-    assert!(right.headers().contains_key("retry-after"));
-    crate::helpers::problem(right, 429).await;
-    app.service
-        .create_owner("carol", "carols password")
-        .await
-        .unwrap();
-    let other = app
-        .login(json!({"username": "carol", "password": "carols password"}))
-        .await;
     assert_eq!(
-        other.status(),
+        alice.status(),
         StatusCode::OK,
-        "another username is not limited"
+        "the owner is not locked out"
     );
+    // One address spraying usernames meets its own limit (6 a minute, 4 used).
+    for name in ["x1", "x2"] {
+        let wrong = app
+            .login_from(attacker, json!({"username": name, "password": "guess"}))
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    let sprayed = app
+        .login_from(attacker, json!({"username": "x3", "password": "guess"}))
+        .await;
+    crate::helpers::problem(sprayed, 429).await;
 }
 
 #[tokio::test]
