@@ -125,7 +125,9 @@ fn server(
         app.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", document))
             .default_service(web::to(http::not_routed))
             .wrap(middleware::from_fn(http::problem_details))
-            .wrap(tracing_actix_web::TracingLogger::<crate::telemetry::RequestSpan>::new())
+            .wrap(tracing_actix_web::TracingLogger::<
+                crate::telemetry::RequestSpan,
+            >::new())
     })
     .listen(listener)?
     .shutdown_timeout(5);

@@ -100,8 +100,21 @@ impl FromRequest for JsonBody {
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("?").to_owned());
+        // actix-web decodes gzip (the one coding it is built with); any other would be read
+        // as if it were plain.
+        let coding = req
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
+            if let Some(coding) =
+                coding.filter(|c| !matches!(c.as_str(), "identity" | "gzip" | "x-gzip"))
+            {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "the body's Content-Encoding `{coding}` is not supported (gzip or identity)"
+                )));
+            }
             let bytes = bytes.await.map_err(|e| match ApiError::from_actix(&e) {
                 ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(format!(
                     "the body is larger than {} bytes",
@@ -130,9 +143,79 @@ impl FromRequest for JsonBody {
                     content_type.as_deref().unwrap_or("?")
                 )));
             }
-            serde_json::from_slice(&bytes)
-                .map(JsonBody)
+            serde_json::from_slice::<Strict>(&bytes)
+                .map(|Strict(value)| JsonBody(value))
                 .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
         })
+    }
+}
+
+/// JSON as `serde_json::Value`, except that an object naming a member twice is refused rather
+/// than keeping the last one (which one a client meant is anyone's guess).
+struct Strict(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the member `{key}` appears twice"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(object.into())
     }
 }

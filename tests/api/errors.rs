@@ -186,3 +186,77 @@ async fn no_client_mistake_gets_a_server_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn only_canonical_ids_plain_or_gzip_bodies_and_json_without_repeated_members_are_accepted() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let before = app.event_count();
+    let simple = user.replace('-', "");
+    for other in [
+        format!("urn:uuid:{user}"),
+        format!("{{{user}}}"),
+        simple.clone(),
+    ] {
+        for method in [Method::DELETE, Method::GET] {
+            let answer = app
+                .send(
+                    method,
+                    &format!("{BASE}/users/{other}"),
+                    Some(&app.token),
+                    None,
+                )
+                .await;
+            problem(answer, 400).await;
+        }
+    }
+    let body = serde_json::json!({"id": format!("urn:uuid:{user}"), "name": "renamed"});
+    let put = app
+        .send(
+            Method::PUT,
+            &format!("{BASE}/users"),
+            Some(&app.token),
+            Some(&body),
+        )
+        .await;
+    problem(put, 400).await;
+
+    let repeated = br#"{"name": "first", "email": "a@example.com", "name": "second"}"#.to_vec();
+    let answer = raw_post(
+        &app,
+        &format!("{BASE}/users"),
+        Some("application/json"),
+        repeated,
+    )
+    .await;
+    let detail = problem(answer, 400).await;
+    assert!(
+        detail["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`name` appears twice"),
+        "{detail}"
+    );
+
+    let brotli = app
+        .client
+        .post(app.url(&format!("{BASE}/users")))
+        .bearer_auth(&app.token)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "br")
+        .body(r#"{"name": "compressed?"}"#)
+        .send()
+        .await
+        .unwrap();
+    problem(brotli, 415).await;
+    assert_eq!(app.event_count(), before, "nothing was written");
+    let still = app
+        .send(
+            Method::GET,
+            &format!("{BASE}/users/{user}"),
+            Some(&app.token),
+            None,
+        )
+        .await;
+    assert_eq!(still.status(), 200, "the user is still there");
+}
