@@ -251,6 +251,7 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
             logins_per_client_per_minute: args.login_client_rate,
         },
         workers: args.workers,
+        connections: crate::config::ConnectionLimits::default(),
         checks: crate::config::CheckSettings {
             enabled: !args.no_health_checks,
             concurrency: args.check_concurrency,

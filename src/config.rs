@@ -28,6 +28,27 @@ pub struct Settings {
     /// Never show secret fields in answers (they read `********`).
     pub mask_secrets: bool,
     pub rate_limits: RateLimits,
+    pub connections: ConnectionLimits,
+}
+
+/// What a client connection may hold of the server. Every connection is a file descriptor: a
+/// client that opens many and sends nothing, or stops halfway through a body, is cut off.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Time to send a request's head, and separately its body: past it, 408 and the connection
+    /// is closed.
+    pub request_timeout: Duration,
+    /// Most connections open at once per HTTP worker; beyond, new ones wait to be accepted.
+    pub max_per_worker: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            max_per_worker: 4096,
+        }
+    }
 }
 
 /// Rate limits: requests per API owner (all its tokens together), login attempts per client

@@ -44,7 +44,14 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let limits = http::limits::Limiters::new(settings.rate_limits);
-        let server = server(listener, service.clone(), limits, settings.workers)?;
+        raise_open_file_limit();
+        let server = server(
+            listener,
+            service.clone(),
+            limits,
+            settings.workers,
+            settings.connections,
+        )?;
         let worker = crate::checks::spawn(service.clone(), settings.checks.clone())?;
         Ok(Application {
             port,
@@ -103,11 +110,26 @@ pub async fn open_service(
     Ok((store, service))
 }
 
+/// Raises this process's open-file limit to the most it may have (the soft limit is often 1024,
+/// the hard one far more): each connection is a file descriptor.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        match setrlimit(Resource::Nofile, limit) {
+            Ok(()) => tracing::debug!(open_files = ?limit.current, "raised the open-file limit"),
+            Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+        }
+    }
+}
+
 fn server(
     listener: TcpListener,
     service: Service,
     limits: http::limits::Limiters,
     workers: usize,
+    connections: crate::config::ConnectionLimits,
 ) -> anyhow::Result<Server> {
     let limits = Data::new(limits);
     let routes = Data::new(RouteTable::from_openapi(&http::openapi::document()));
@@ -118,6 +140,9 @@ fn server(
             .app_data(routes.clone())
             .app_data(limits.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .app_data(Data::new(http::extract::BodyTimeout(
+                connections.request_timeout,
+            )))
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad query parameters: {error}")).into()
             }));
@@ -130,6 +155,9 @@ fn server(
             >::new())
     })
     .listen(listener)?
+    .client_request_timeout(connections.request_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+    .max_connections(connections.max_per_worker)
     .shutdown_timeout(5);
     if workers > 0 {
         server = server.workers(workers);

@@ -85,6 +85,10 @@ impl FromRequest for LeafUserId {
     }
 }
 
+/// How long a client may take to send a body (`ConnectionLimits::request_timeout`).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub std::time::Duration);
+
 /// A JSON request body, not yet validated. Accepts `application/json` and `+json` types; a
 /// missing content type; and, for curl's `-d` without `-H 'Content-Type: …'` (as in Leaf's own
 /// examples), a form content type whose body is JSON. Anything else is 415.
@@ -107,6 +111,9 @@ impl FromRequest for JsonBody {
             .get(header::CONTENT_ENCODING)
             .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
         let bytes = Bytes::from_request(req, payload);
+        let timeout = req
+            .app_data::<Data<BodyTimeout>>()
+            .map_or(std::time::Duration::from_secs(10), |t| t.0);
         Box::pin(async move {
             if let Some(coding) =
                 coding.filter(|c| !matches!(c.as_str(), "identity" | "gzip" | "x-gzip"))
@@ -115,7 +122,14 @@ impl FromRequest for JsonBody {
                     "the body's Content-Encoding `{coding}` is not supported (gzip or identity)"
                 )));
             }
-            let bytes = bytes.await.map_err(|e| match ApiError::from_actix(&e) {
+            // A body that stalls would hold its connection (a file descriptor) for ever.
+            let bytes = tokio::time::timeout(timeout, bytes).await.map_err(|_| {
+                ApiError::Other(
+                    actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                    format!("the body did not arrive within {} s", timeout.as_secs_f32()),
+                )
+            })?;
+            let bytes = bytes.map_err(|e| match ApiError::from_actix(&e) {
                 ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(format!(
                     "the body is larger than {} bytes",
                     crate::config::MAX_BODY_BYTES

@@ -260,3 +260,62 @@ async fn only_canonical_ids_plain_or_gzip_bodies_and_json_without_repeated_membe
         .await;
     assert_eq!(still.status(), 200, "the user is still there");
 }
+
+#[tokio::test]
+async fn stalled_request_bodies_are_cut_off_and_do_not_pile_up() {
+    use std::io::{Read, Write};
+    let app = crate::helpers::spawn_configured(None, |s| {
+        s.connections.request_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST {BASE}/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":",
+        app.token
+    );
+    // Stalled connections, each halfway through its body (and some that sent nothing).
+    let stalled: Vec<std::net::TcpStream> = (0..200)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            if i % 2 == 0 {
+                stream.write_all(head.as_bytes()).unwrap();
+            }
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            stream
+        })
+        .collect();
+    let answers = tokio::task::spawn_blocking(move || {
+        stalled
+            .into_iter()
+            .map(|mut stream| {
+                let mut answer = String::new();
+                // Ends when the server closes the connection (or after 5 s, failing below).
+                let closed = stream.read_to_string(&mut answer).is_ok();
+                (closed, answer)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (i, (closed, answer)) in answers.iter().enumerate() {
+        assert!(closed, "connection {i} is still open: {answer:?}");
+        if i % 2 == 0 {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(answer.contains("application/problem+json"), "{answer}");
+        }
+    }
+    assert_eq!(app.list_users("").await.status(), 200, "the server goes on");
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(
+        numbers[0], numbers[1],
+        "the soft open-file limit was raised: {open_files}"
+    );
+}

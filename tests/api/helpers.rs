@@ -189,6 +189,7 @@ pub async fn spawn_configured(
             logins_per_minute: 10_000,
             logins_per_client_per_minute: 10_000,
         },
+        connections: Default::default(),
     };
     configure(&mut settings);
     let app = Application::build_with_clock(settings, clock.clone())
