@@ -116,11 +116,10 @@ impl TokenResponse {
             Ok(Value::Object(map)) => map.into_iter().collect(),
             Ok(_) => return None,
             Err(_) => {
-                let text = text.trim();
-                if text.is_empty() || text.contains(char::is_whitespace) || !text.contains('=') {
+                if !redact::looks_like_form(text) {
                     return None;
                 }
-                form_urlencoded::parse(text.as_bytes())
+                form_urlencoded::parse(text.trim().as_bytes())
                     .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
                     .collect()
             }

@@ -152,7 +152,7 @@ fn redact_text(text: &str) -> String {
 }
 
 /// Whether `text` reads as a form (`a=1&b=2`): pairs, no spaces.
-fn looks_like_form(text: &str) -> bool {
+pub fn looks_like_form(text: &str) -> bool {
     let text = text.trim();
     !text.is_empty()
         && !text.contains(char::is_whitespace)
