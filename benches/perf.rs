@@ -5,8 +5,8 @@
 //! BENCH_EVENTS (ledger size for the replay phase, default 1 000 000), BENCH_CREDENTIALS and
 //! BENCH_EXCHANGES (the exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
 //! against another build of the server (to compare two versions on the same ledgers).
-//! BENCH_PHASES picks phases (a comma list of writes, attach, reads, replay, exchanges; reads needs
-//! writes), and BENCH_KEEP=1 keeps the ledgers under target/tmp/perf for a closer look. Needs
+//! BENCH_PHASES picks phases (a comma list of writes, attach, reads, mixed, replay, exchanges;
+//! reads needs writes; mixed runs two loads of BENCH_MIXED_SECONDS, default 60), and BENCH_KEEP=1 keeps the ledgers under target/tmp/perf for a closer look. Needs
 //! `wrk` (apt install wrk).
 
 use std::io::Write;
@@ -96,14 +96,29 @@ impl Server {
 
     /// Peak resident set size so far, in MiB.
     fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// A size from `/proc/PID/status` (`VmRSS:`, `RssAnon:`, …), in MiB.
+    fn status_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// The resident set now: `total (anonymous + file-backed)`, in MiB.
+    fn rss_now(&self) -> String {
+        format!(
+            "{:.1} ({:.1} + {:.1})",
+            self.status_mib("VmRSS:"),
+            self.status_mib("RssAnon:"),
+            self.status_mib("RssFile:")
+        )
     }
 
     fn login(&self) -> String {
@@ -197,6 +212,11 @@ fn wrk(
         .env("BENCH_RANDOM_IDS", if random_ids { "1" } else { "0" })
         .output()
         .expect("run wrk (apt install wrk)");
+    parse_wrk(&out)
+}
+
+/// The rate, p99 and non-2xx count that wrk printed.
+fn parse_wrk(out: &std::process::Output) -> Load {
     let text = String::from_utf8_lossy(&out.stdout);
     let number = |prefix: &str| -> Option<String> {
         text.lines()
@@ -231,6 +251,55 @@ fn wrk(
         p99_ms,
         errors,
     }
+}
+
+/// A mix of reads and writes over `BENCH_IDS` users at random, per 100 requests: 20 credential
+/// replacements, 10 user creates, 2 user list pages of 100, 18 user reads, 50 credential reads.
+const MIXED_SCRIPT: &str = r#"
+local ids, n = {}, 0
+local threads = 0
+function setup(thread) thread:set("tid", threads); threads = threads + 1 end
+function init(args)
+  for line in io.lines(os.getenv("BENCH_IDS")) do n = n + 1; ids[n] = line end
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+  wrk.headers["Content-Type"] = "application/json"
+  credential, user = os.getenv("BENCH_CREDENTIAL"), os.getenv("BENCH_USER")
+  math.randomseed(4321 + (tonumber(tid) or 0))
+end
+function request()
+  local r, users = math.random(100), "/services/usermanagement/api/users"
+  local one = users .. "/" .. ids[math.random(n)]
+  if r <= 20 then return wrk.format("POST", one .. "/john-deere-credentials", nil, credential)
+  elseif r <= 30 then return wrk.format("POST", users, nil, user)
+  elseif r <= 32 then return wrk.format("GET", users .. "?size=100&page=" .. math.random(0, 20))
+  elseif r <= 50 then return wrk.format("GET", one)
+  else return wrk.format("GET", one .. "/john-deere-credentials") end
+end
+"#;
+
+/// wrk running `MIXED_SCRIPT` over `users`.
+fn mixed_load(dir: &Path, base: &str, token: &str, users: &[String], seconds: u64) -> Load {
+    let script = dir.join("mixed.lua");
+    std::fs::write(&script, MIXED_SCRIPT).unwrap();
+    let ids_file = dir.join("mixed-ids.txt");
+    std::fs::write(&ids_file, users.join("\n") + "\n").unwrap();
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(base)
+        .env("BENCH_IDS", &ids_file)
+        .env("BENCH_TOKEN", token)
+        .env("BENCH_CREDENTIAL", CREDENTIAL_BODY)
+        .env("BENCH_USER", USER_BODY)
+        .output()
+        .expect("run wrk (apt install wrk)");
+    parse_wrk(&out)
 }
 
 /// wrk on the server's own `GET /health`: the baseline of the read figures.
@@ -566,7 +635,7 @@ fn main() {
     println!();
     let mut peak_rss: f64 = 0.0;
     let phases = std::env::var("BENCH_PHASES")
-        .unwrap_or_else(|_| "writes,attach,reads,replay,exchanges".into());
+        .unwrap_or_else(|_| "writes,attach,reads,mixed,replay,exchanges".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
     assert!(
         phase("writes") || !phase("reads"),
@@ -740,6 +809,66 @@ fn main() {
             "    non-2xx answers: {} credential GET, {} health",
             rounds.iter().map(|(m, _)| m.errors).sum::<u64>(),
             rounds.iter().map(|(_, b)| b.errors).sum::<u64>()
+        );
+        peak_rss = peak_rss.max(server.peak_rss_mib());
+    }
+
+    // 2b. Memory under a mix of reads and writes, two loads of BENCH_MIXED_SECONDS (default 60)
+    // each on one server: what it holds after a minute, and whether a second minute adds to it.
+    if phase("mixed") {
+        let mixed_seconds = env_or("BENCH_MIXED_SECONDS", 60);
+        let db = root.join("mixed/ledger.sqlite");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let (rt, ledger, owner) = new_ledger(&db);
+        let users: Vec<String> = seed(&rt, ledger.store(), owner, ATTACH_USERS, 0, 0)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        drop(ledger);
+        drop(rt);
+        let (server, _) = Server::start(&db, &[]);
+        let token = server.login();
+        let client = reqwest::blocking::Client::new();
+        for user in &users {
+            // Real secrets in place of the seeding's placeholders, so that every read decrypts.
+            let answer = client
+                .post(format!(
+                    "{}/services/usermanagement/api/users/{user}/john-deere-credentials",
+                    server.base
+                ))
+                .bearer_auth(&token)
+                .header("Content-Type", "application/json")
+                .body(CREDENTIAL_BODY)
+                .send()
+                .unwrap();
+            assert!(answer.status().is_success(), "{}", answer.status());
+        }
+        let before = server.rss_now();
+        let first = mixed_load(&root, &server.base, &token, &users, mixed_seconds);
+        let after_first = server.status_mib("VmRSS:");
+        let after_first_split = server.rss_now();
+        let second = mixed_load(&root, &server.base, &token, &users, mixed_seconds);
+        let after_second = server.status_mib("VmRSS:");
+        println!(
+            "    mixed load, {CONNECTIONS} connections: {:.0} then {:.0} req/s ({} non-2xx), p99 {:.1} then {:.1} ms",
+            first.rps,
+            second.rps,
+            first.errors + second.errors,
+            first.p99_ms,
+            second.p99_ms
+        );
+        println!(
+            "    RSS in MiB, total (anonymous + file): after the login {before}, after the first load {after_first_split}, after the second {}; peak {:.1}",
+            server.rss_now(),
+            server.peak_rss_mib()
+        );
+        report(
+            &format!("RSS after 2 x {mixed_seconds} s of mixed load (MiB)"),
+            after_second,
+            "MiB",
+            &format!("after the first {mixed_seconds} s (MiB)"),
+            after_first,
+            "< 64 MiB, ratio ~1",
         );
         peak_rss = peak_rss.max(server.peak_rss_mib());
     }

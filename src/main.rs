@@ -1,7 +1,11 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime starts its threads.
+    credential_ledger::startup::bound_allocator_arenas();
     credential_ledger::telemetry::init();
-    credential_ledger::cli::Cli::parse().run().await
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(credential_ledger::cli::Cli::parse().run())
 }

@@ -110,6 +110,29 @@ pub async fn open_service(
     Ok((store, service))
 }
 
+/// Bounds glibc's malloc to one arena per core. By default it makes up to eight per core as
+/// threads contend, and each keeps the memory it once held: the benchmark's mixed load (64
+/// connections) measures the difference (README, "Memory"). Call it before any thread
+/// starts: glibc fixes the limit when it first makes a second arena. An operator's own
+/// `MALLOC_ARENA_MAX` (or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`) is left as it is.
+pub fn bound_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || tunables.contains("glibc.malloc.arena_max")
+        {
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `mallopt` only sets a parameter of the allocator; no other thread runs yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+}
+
 /// Raises this process's open-file limit to the most it may have (the soft limit is often 1024,
 /// the hard one far more): each connection is a file descriptor.
 fn raise_open_file_limit() {
