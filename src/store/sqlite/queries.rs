@@ -167,35 +167,39 @@ pub fn user_of(
     .transpose()
 }
 
-/// One page of the owner's users, oldest first, and the total matching the filters.
+/// One page of the owner's users, oldest first, and the total matching the filters. Only the
+/// filters given are in the SQL: written as `(?2 IS NULL OR email = ?2)`, SQLite reads every
+/// one of the owner's rows to test them, where `owner_id = ?1` alone counts from the
+/// `users_by_owner` index.
 pub fn users_of(
     conn: &Connection,
     owner: OwnerId,
     query: &UserQuery,
 ) -> Result<(Vec<UserView>, u64), StoreError> {
-    let filter = "owner_id = ?1 AND (?2 IS NULL OR email = ?2) AND (?3 IS NULL OR name = ?3)
-                  AND (?4 IS NULL OR external_id = ?4)";
     let owner = owner.to_string();
-    let filters = params![owner, query.email, query.name, query.external_id];
+    let mut filter = String::from("owner_id = ?");
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&owner];
+    for (column, value) in [
+        ("email", &query.email),
+        ("name", &query.name),
+        ("external_id", &query.external_id),
+    ] {
+        if let Some(value) = value {
+            filter.push_str(&format!(" AND {column} = ?"));
+            values.push(value);
+        }
+    }
     let total: u64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM users WHERE {filter}"))?
-        .query_row(filters, |r| r.get(0))?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY seq LIMIT ?5 OFFSET ?6"
-    ))?;
+        .query_row(values.as_slice(), |r| r.get(0))?;
     let offset = u64::from(query.page) * u64::from(query.size);
-    let raws: Vec<RawUser> = stmt
-        .query_map(
-            params![
-                owner,
-                query.email,
-                query.name,
-                query.external_id,
-                query.size,
-                offset
-            ],
-            raw_user,
-        )?
+    values.push(&query.size);
+    values.push(&offset);
+    let raws: Vec<RawUser> = conn
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY seq LIMIT ? OFFSET ?"
+        ))?
+        .query_map(values.as_slice(), raw_user)?
         .collect::<rusqlite::Result<_>>()?;
     let users = raws
         .into_iter()
