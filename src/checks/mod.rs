@@ -44,10 +44,11 @@ pub trait CheckAdapter: Send + Sync {
     ) -> Option<(CheckResult, Vec<ProviderExchange>)>;
 }
 
-/// The adapter for a kind of check.
-fn adapter(kind: CheckKind, client: &reqwest::Client) -> impl CheckAdapter + '_ {
+/// The adapter for a kind of check; `None` for a provider that cannot be checked.
+fn adapter(kind: CheckKind, client: &reqwest::Client) -> Option<impl CheckAdapter + '_> {
     match kind {
-        CheckKind::OAuthRefresh(oauth) => oauth::RefreshGrant { oauth, client },
+        CheckKind::OAuthRefresh(oauth) => Some(oauth::RefreshGrant { oauth, client }),
+        CheckKind::Unchecked(_) => None,
     }
 }
 
@@ -96,7 +97,7 @@ pub fn spawn(
     let checkable = Provider::ALL
         .iter()
         .copied()
-        .filter(|p| adapter(p.spec().check, &client).can_check(*p, &settings))
+        .filter(|p| adapter(p.spec().check, &client).is_some_and(|a| a.can_check(*p, &settings)))
         .collect();
     let worker = Arc::new(Worker {
         service,
@@ -207,7 +208,10 @@ impl Worker {
         };
         let secrets = self.service.secrets();
         let spec = provider.spec();
-        let checked = adapter(spec.check, &self.client)
+        let Some(adapter) = adapter(spec.check, &self.client) else {
+            return;
+        };
+        let checked = adapter
             .check(&credential, &self.settings, self.service.clock().as_ref())
             .await;
         let Some((mut result, exchanges)) = checked else {

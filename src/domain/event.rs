@@ -54,11 +54,11 @@ macro_rules! profile_specs {
     ($(#[$meta:meta])* $name:ident $( $(#[doc = $doc:literal])* $field:ident, )*) => {
         $(#[$meta])*
         pub const $name: &[$crate::domain::fields::FieldSpec] = &[$(
-            $crate::domain::fields::FieldSpec {
-                rust_name: stringify!($field),
-                required: false,
-                kind: $crate::domain::fields::FieldKind::Plain,
-            },
+            $crate::domain::fields::FieldSpec::new(
+                stringify!($field),
+                false,
+                $crate::domain::fields::FieldKind::Plain,
+            ),
         )*];
     };
 }

@@ -61,9 +61,25 @@ pub struct FieldSpec {
     pub rust_name: &'static str,
     pub required: bool,
     pub kind: FieldKind,
+    /// The value an absent (or blank) optional field takes, as JSON text's string content.
+    pub default: Option<&'static str>,
+    /// Whether answers show the field; a write-only one (a password the provider never
+    /// echoes) is kept, sealed, but never shown.
+    pub echoed: bool,
 }
 
 impl FieldSpec {
+    /// A field shown in answers, with no default.
+    pub const fn new(rust_name: &'static str, required: bool, kind: FieldKind) -> Self {
+        Self {
+            rust_name,
+            required,
+            kind,
+            default: None,
+            echoed: true,
+        }
+    }
+
     pub fn json_name(&self) -> String {
         let mut out = String::with_capacity(self.rust_name.len());
         let mut upper = false;
@@ -163,7 +179,11 @@ pub fn validate_object(
         };
         match problem {
             Some(message) => errors.push(FieldError::new(object_name, &name, message)),
-            None if value.is_null() || value.as_str().is_some_and(|t| t.trim().is_empty()) => {}
+            None if value.is_null() || value.as_str().is_some_and(|t| t.trim().is_empty()) => {
+                if let Some(default) = spec.default {
+                    accepted.insert(name, Value::String(default.to_owned()));
+                }
+            }
             None => {
                 accepted.insert(name, value.clone());
             }
@@ -207,26 +227,10 @@ mod tests {
     }
 
     const FIELDS: &[FieldSpec] = &[
-        FieldSpec {
-            rust_name: "client_key",
-            required: true,
-            kind: FieldKind::Plain,
-        },
-        FieldSpec {
-            rust_name: "refresh_token",
-            required: true,
-            kind: FieldKind::Secret,
-        },
-        FieldSpec {
-            rust_name: "access_token",
-            required: false,
-            kind: FieldKind::Secret,
-        },
-        FieldSpec {
-            rust_name: "client_environment",
-            required: true,
-            kind: FieldKind::Environment,
-        },
+        FieldSpec::new("client_key", true, FieldKind::Plain),
+        FieldSpec::new("refresh_token", true, FieldKind::Secret),
+        FieldSpec::new("access_token", false, FieldKind::Secret),
+        FieldSpec::new("client_environment", true, FieldKind::Environment),
     ];
 
     #[test]

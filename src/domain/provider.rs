@@ -16,8 +16,20 @@ macro_rules! for_each_provider {
     ($callback:ident) => {
         $callback! {
             AgLeader ag_leader,
+            Agvance agvance,
+            Claas claas,
+            ClimateFieldView climate_field_view,
+            Cnhi cnhi,
+            CnhiFieldOps cnhi_field_ops,
             JohnDeere john_deere,
+            Lindsay lindsay,
+            Panorama panorama,
             Raven raven,
+            RavenSlingshot raven_slingshot,
+            Sentera sentera,
+            Stara stara,
+            Trimble trimble,
+            Valley valley,
         }
     };
 }
@@ -108,6 +120,9 @@ pub enum ClientAuth {
 pub enum CheckKind {
     /// A `refresh_token` grant at the provider's token endpoint.
     OAuthRefresh(OAuthCheck),
+    /// No check this service can make yet; says why (shown as the credential's
+    /// `statusReason` until a check runs, which for these is never).
+    Unchecked(&'static str),
 }
 
 /// A `refresh_token` grant at the provider's token endpoint.

@@ -13,21 +13,9 @@ use crate::app::Service;
 use crate::domain::fields::{validate_object, FieldKind, FieldSpec};
 
 pub const LOGIN_FIELDS: &[FieldSpec] = &[
-    FieldSpec {
-        rust_name: "username",
-        required: true,
-        kind: FieldKind::Plain,
-    },
-    FieldSpec {
-        rust_name: "password",
-        required: true,
-        kind: FieldKind::Secret,
-    },
-    FieldSpec {
-        rust_name: "remember_me",
-        required: false,
-        kind: FieldKind::Boolean,
-    },
+    FieldSpec::new("username", true, FieldKind::Plain),
+    FieldSpec::new("password", true, FieldKind::Secret),
+    FieldSpec::new("remember_me", false, FieldKind::Boolean),
 ];
 
 /// An API owner's login.

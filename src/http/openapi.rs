@@ -177,6 +177,8 @@ impl Modify for Constraints {
         let all = &mut doc["components"]["schemas"];
         for provider in Provider::ALL {
             let spec = provider.spec();
+            lift_nullable_descriptions(&mut all[spec.request_schema]);
+            lift_nullable_descriptions(&mut all[spec.response_schema]);
             constrain(&mut all[spec.request_schema], spec.fields);
         }
         constrain(&mut all["LoginRequest"], super::auth::LOGIN_FIELDS);

@@ -209,11 +209,7 @@ fn leaf_user(view: UserView) -> Result<Value, ApiError> {
 /// of a user read with GET).
 static UPDATE_FIELDS: std::sync::LazyLock<(Vec<FieldSpec>, Vec<&'static str>)> =
     std::sync::LazyLock::new(|| {
-        let id = FieldSpec {
-            rust_name: "id",
-            required: true,
-            kind: FieldKind::Plain,
-        };
+        let id = FieldSpec::new("id", true, FieldKind::Plain);
         let fields = std::iter::once(id).chain(PROFILE.iter().copied()).collect();
         let ignored = credential_objects()
             .map(|(_, name)| name)

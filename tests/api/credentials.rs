@@ -1,4 +1,4 @@
-use crate::helpers::{problem, providers, spawn_app, TestApp};
+use crate::helpers::{problem, providers, spawn_app, TestApp, NEVER_ECHOED};
 use crate::snapshot;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 async fn each_provider_stores_returns_and_deletes_its_credentials() {
     let app = spawn_app().await;
     let user = app.new_user().await;
-    for (slug, _, body) in providers() {
+    for (slug, object, body) in providers() {
         problem(app.get_credentials(&user, slug).await, 404).await;
 
         let created = app.post_credentials(&user, slug, &body).await;
@@ -15,8 +15,14 @@ async fn each_provider_stores_returns_and_deletes_its_credentials() {
         let created: Value = created.json().await.unwrap();
         assert_eq!(created["status"], "OK");
         for (field, value) in body.as_object().unwrap() {
-            assert_eq!(&created[field], value, "{slug} echoes {field}");
+            if NEVER_ECHOED.contains(&(slug, field.as_str())) {
+                assert!(created.get(field).is_none(), "{slug} never shows {field}");
+            } else {
+                assert_eq!(&created[field], value, "{slug} echoes {field}");
+            }
         }
+        let user_read: Value = app.get_user(&user).await.json().await.unwrap();
+        assert_eq!(user_read[object], created, "{slug}: the user carries it");
         snapshot!(format!("{slug}_created"), created.clone());
 
         let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
@@ -52,8 +58,16 @@ async fn posting_again_replaces_the_credentials_unless_create_only() {
             .json()
             .await
             .unwrap();
+        // A field that answers show, changed.
+        let field = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|f| !NEVER_ECHOED.contains(&(slug, f.as_str())) && *f != "clientEnvironment")
+            .unwrap()
+            .clone();
         let mut changed = body.clone();
-        changed["refreshToken"] = json!("a newer refresh token");
+        changed[&field] = json!("a newer value");
         let second = app.post_credentials(&user, slug, &changed).await;
         assert_eq!(second.status(), StatusCode::CREATED);
         let second: Value = second.json().await.unwrap();
@@ -62,7 +76,7 @@ async fn posting_again_replaces_the_credentials_unless_create_only() {
             "a replaced credential gets a new id"
         );
         let read: Value = app.get_credentials(&user, slug).await.json().await.unwrap();
-        assert_eq!(read["refreshToken"], "a newer refresh token");
+        assert_eq!(read[&field], "a newer value", "{slug}");
 
         let before = app.event_count();
         let refused = app.create_credentials_only(&user, slug, &body).await;
@@ -223,4 +237,69 @@ async fn events_show_the_last_30_days_newest_first_and_vanish_on_replace_and_del
         .query_row("SELECT COUNT(*) FROM provider_exchanges", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 0, "no exchange rows outlive their credential");
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_field_for_any_provider_is_a_400_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let before = app.event_count();
+    for (slug, object, body) in providers() {
+        let mut wrong = body.clone();
+        wrong["colour"] = json!("green");
+        let first = body.as_object().unwrap().keys().next().unwrap().clone();
+        wrong.as_object_mut().unwrap().remove(&first);
+        let refused = problem(app.post_credentials(&user, slug, &wrong).await, 400).await;
+        let errors: Vec<(&str, &str, &str)> = refused["fieldErrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["objectName"].as_str().unwrap(),
+                    e["field"].as_str().unwrap(),
+                    e["message"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (object, "colour", "Unknown"),
+                (object, first.as_str(), "NotNull")
+            ],
+            "{slug}"
+        );
+        problem(app.get_credentials(&user, slug).await, 404).await;
+    }
+    assert_eq!(app.event_count(), before);
+}
+
+#[tokio::test]
+async fn an_absent_client_environment_is_stage_where_leaf_defaults_it() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let defaulted = [
+        "claas-credentials",
+        "cnhi-field-ops-credentials",
+        "agvance-credentials",
+    ];
+    for (slug, _, mut body) in providers() {
+        if body.get("clientEnvironment").is_none() {
+            continue;
+        }
+        body.as_object_mut().unwrap().remove("clientEnvironment");
+        let answer = app.post_credentials(&user, slug, &body).await;
+        if defaulted.contains(&slug) {
+            assert_eq!(answer.status(), StatusCode::CREATED, "{slug}");
+            let created: Value = answer.json().await.unwrap();
+            assert_eq!(created["clientEnvironment"], "STAGE", "{slug}");
+        } else {
+            let refused = problem(answer, 400).await;
+            assert_eq!(
+                refused["fieldErrors"][0]["field"], "clientEnvironment",
+                "{slug}"
+            );
+        }
+    }
 }

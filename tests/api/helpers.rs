@@ -18,8 +18,100 @@ use std::sync::Arc;
 
 pub const BASE: &str = "/services/usermanagement/api";
 
-/// The three providers of the seeds: slug, object name in a Leaf user, a valid body.
+/// Every provider: slug, object name in a Leaf user, and a body with the fields Leaf
+/// documents for it (`API.md`). The three of the seeds come first (tests pick them by index).
 pub fn providers() -> Vec<(&'static str, &'static str, Value)> {
+    let mut all = seed_providers();
+    all.extend([
+        (
+            "claas-credentials",
+            "claasCredentials",
+            json!({"clientKey": "claas-key", "clientSecret": "claas-secret",
+                   "refreshToken": "claas-refresh", "clientEnvironment": "PRODUCTION"}),
+        ),
+        (
+            "climate-field-view-credentials",
+            "climateFieldViewCredentials",
+            json!({"clientId": "cfv-id", "clientSecret": "cfv-secret", "apiKey": "cfv-api-key",
+                   "refreshToken": "cfv-refresh"}),
+        ),
+        (
+            "cnhi-credentials",
+            "cnhiCredentials",
+            json!({"clientId": "cnhi-id", "clientSecret": "cnhi-secret",
+                   "subscriptionKey": "cnhi-subscription", "refreshToken": "cnhi-refresh",
+                   "clientEnvironment": "STAGE"}),
+        ),
+        (
+            "cnhi-field-ops-credentials",
+            "cnhiFieldOpsCredentials",
+            json!({"clientId": "fieldops-id", "clientSecret": "fieldops-secret",
+                   "subscriptionKey": "fieldops-subscription", "refreshToken": "fieldops-refresh",
+                   "clientEnvironment": "PRODUCTION"}),
+        ),
+        (
+            "trimble-credentials",
+            "trimbleCredentials",
+            json!({"clientId": "trimble-id", "clientSecret": "trimble-secret",
+                   "refreshToken": "trimble-refresh"}),
+        ),
+        (
+            "stara-credentials",
+            "staraCredentials",
+            json!({"apiKey": "stara-api-key", "accessToken": "stara-access",
+                   "accessTokenClient": "stara-access-client", "refreshToken": "stara-refresh"}),
+        ),
+        (
+            "raven-slingshot-credentials",
+            "ravenSlingshotCredentials",
+            json!({"apiKey": "slingshot-api-key", "accessKey": "slingshot-access-key",
+                   "sharedSecret": "slingshot-shared-secret"}),
+        ),
+        (
+            "sentera-credentials",
+            "senteraCredentials",
+            json!({"username": "grower@example.com", "password": "sentera-password",
+                   "organizationName": "Grower Farms"}),
+        ),
+        (
+            "agvance-credentials",
+            "agvanceCredentials",
+            json!({"apiKey": "agvance-api-key", "databaseId": "agvance-db",
+                   "username": "agvance-user", "password": "agvance-password",
+                   "clientEnvironment": "PRODUCTION"}),
+        ),
+        (
+            "lindsay-credentials",
+            "lindsayCredentials",
+            json!({"clientId": "lindsay-id", "clientSecret": "lindsay-secret",
+                   "refreshToken": "lindsay-refresh", "clientEnvironment": "STAGE"}),
+        ),
+        (
+            "valley-credentials",
+            "valleyCredentials",
+            json!({"apid": "valley-apid", "initializationVector": "valley-iv", "key": "valley-key",
+                   "username": "valley-user", "password": "valley-password"}),
+        ),
+        (
+            "panorama-credentials",
+            "panoramaCredentials",
+            json!({"clientId": "panorama-id", "username": "panorama-user",
+                   "password": "panorama-password", "organizationCode": "panorama-org",
+                   "refreshToken": "panorama-refresh", "clientEnvironment": "STAGE"}),
+        ),
+    ]);
+    all
+}
+
+/// Fields that a provider's answers never show (Leaf's Sentera and Valley never echo the
+/// password): slug and field.
+pub const NEVER_ECHOED: &[(&str, &str)] = &[
+    ("sentera-credentials", "password"),
+    ("valley-credentials", "password"),
+];
+
+/// The three providers of the seeds: slug, object name in a Leaf user, a valid body.
+pub fn seed_providers() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         (
             "ag-leader-credentials",

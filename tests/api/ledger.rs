@@ -1,4 +1,4 @@
-use crate::helpers::{providers, spawn_app, TestApp};
+use crate::helpers::{providers, seed_providers, spawn_app, TestApp};
 use credential_ledger::domain::event::IssuedTokens;
 use credential_ledger::domain::user::CheckResult;
 use credential_ledger::domain::{CredentialStatus, Provider, UserId};
@@ -234,7 +234,7 @@ async fn thirty_users_each_attached_three_providers_at_once_all_succeed() {
         users.push(app.new_user().await);
     }
     let posts = users.iter().flat_map(|user| {
-        providers()
+        seed_providers()
             .into_iter()
             .map(move |(slug, _, body)| (user.clone(), slug, body))
     });
@@ -250,7 +250,7 @@ async fn thirty_users_each_attached_three_providers_at_once_all_succeed() {
     );
     for user in &users {
         let read: Value = app.get_user(user).await.json().await.unwrap();
-        for (_, object, _) in providers() {
+        for (_, object, _) in seed_providers() {
             assert!(read[object].is_object(), "{object} of {user}: {read}");
         }
         let stream = user_stream(&app, user).await;

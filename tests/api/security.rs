@@ -1,7 +1,7 @@
 //! Secrets at rest: sealed in the ledger and projections, shredded on delete, re-wrapped on
 //! master key rotation. Checked by reading the SQLite file (and its WAL) as an attacker would.
 
-use crate::helpers::{providers, spawn_app, spawn_configured, TestApp};
+use crate::helpers::{providers, spawn_app, spawn_configured, TestApp, NEVER_ECHOED};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,6 +19,22 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// Every secret field of some provider.
+const SECRET_FIELDS: &[&str] = &[
+    "refreshToken",
+    "privateKey",
+    "clientSecret",
+    "accessToken",
+    "apiKey",
+    "subscriptionKey",
+    "accessTokenClient",
+    "accessKey",
+    "sharedSecret",
+    "password",
+    "initializationVector",
+    "key",
+];
+
 /// Distinct secrets for each provider's secret fields.
 fn secret_bodies() -> Vec<(&'static str, Value, Vec<String>)> {
     providers()
@@ -26,7 +42,7 @@ fn secret_bodies() -> Vec<(&'static str, Value, Vec<String>)> {
         .enumerate()
         .map(|(i, (slug, _, mut body))| {
             let mut secrets = Vec::new();
-            for field in ["refreshToken", "privateKey", "clientSecret", "accessToken"] {
+            for field in SECRET_FIELDS {
                 if body.get(field).is_some() {
                     let secret = format!("TOP-SECRET-{i}-{field}-7f3a9c");
                     body[field] = json!(secret);
@@ -50,7 +66,11 @@ async fn secrets_are_stored_only_encrypted_yet_read_back_in_clear() {
         );
         let read: Value = app.credentials_json(&user, slug).await;
         for (field, value) in body.as_object().unwrap() {
-            assert_eq!(&read[field], value, "{slug}.{field} reads back in clear");
+            if NEVER_ECHOED.contains(&(slug, field.as_str())) {
+                assert!(read.get(field).is_none(), "{slug}.{field} is never shown");
+            } else {
+                assert_eq!(&read[field], value, "{slug}.{field} reads back in clear");
+            }
         }
         all.extend(secrets);
     }
@@ -113,7 +133,7 @@ async fn deleting_or_replacing_a_credential_or_its_user_shreds_its_data_key() {
             .unwrap();
         ids.push(created["id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(keys(&app).len(), 3, "one data key per credential");
+    assert_eq!(keys(&app).len(), ids.len(), "one data key per credential");
 
     app.delete_credentials(&user, "ag-leader-credentials").await;
     assert!(!keys(&app).contains(&ids[0]), "delete shreds the key");
@@ -463,7 +483,7 @@ async fn a_shredded_data_key_leaves_no_copy_in_the_database_its_wal_or_its_index
     let mut users = Vec::new();
     for _ in 0..60 {
         let user = app.new_user().await;
-        for (slug, body, _) in secret_bodies() {
+        for (slug, body, _) in secret_bodies().into_iter().take(3) {
             assert_eq!(
                 app.post_credentials(&user, slug, &body).await.status(),
                 StatusCode::CREATED

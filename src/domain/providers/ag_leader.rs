@@ -21,10 +21,12 @@ credential_provider! {
             optional secret access_token: Option<String>,
         },
         extras: {},
-        // AgFiniti publishes no token endpoint: configure it (see the README).
-        check: CheckKind::OAuthRefresh(OAuthCheck::unpublished(
-            ClientAuth::Body { id: "publicKey", secret: "privateKey" },
-        )),
+        // AgFiniti has no separate test environment: the developer account is the test account.
+        check: CheckKind::OAuthRefresh(OAuthCheck {
+            client_auth: ClientAuth::Basic { id: "publicKey", secret: "privateKey" },
+            production_token_url: Some("https://www.agfiniti.com/api/token"),
+            stage_token_url: None,
+        }),
         example: {
             "refreshToken": "grower-refresh-token",
             "publicKey": "your-public-key",

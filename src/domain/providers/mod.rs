@@ -62,7 +62,18 @@ macro_rules! field_kind {
     };
 }
 
-/// One provider's declaration: see `raven.rs` for the shape.
+/// `Some(default)` when a field declares `= "DEFAULT"`, else `None`.
+macro_rules! default_of {
+    () => {
+        None
+    };
+    ($default:literal) => {
+        Some($default)
+    };
+}
+
+/// One provider's declaration: see `raven.rs` for the shape, and `sentera.rs` for fields that
+/// answers never show (`write_only`) and a default (`= "STAGE"`).
 macro_rules! credential_provider {
     (
         $(#[doc = $doc:literal])*
@@ -74,7 +85,8 @@ macro_rules! credential_provider {
             operation: $op:tt,
             request: $Req:ident,
             response: $Resp:ident,
-            fields: { $( $(#[doc = $fdoc:literal])* $req:ident $kind:ident $field:ident : $fty:ty ),* $(,)? },
+            fields: { $( $(#[doc = $fdoc:literal])* $req:ident $kind:ident $field:ident : $fty:ty $(= $default:literal)? ),* $(,)? },
+            $(write_only: { $( $(#[doc = $wdoc:literal])* $wreq:ident $wkind:ident $wfield:ident : $wty:ty ),* $(,)? },)?
             extras: { $( $(#[doc = $xdoc:literal])* $xfield:ident : $xty:ty ),* $(,)? },
             check: $check:expr,
             example: $example:tt $(,)?
@@ -95,7 +107,8 @@ macro_rules! credential_provider {
         #[serde(rename_all = "camelCase")]
         #[schema(example = json!($example))]
         pub struct $Req {
-            $( $(#[doc = $fdoc])* pub $field: $fty, )*
+            $( $(#[doc = $fdoc])* $(#[schema(default = $default)])? pub $field: $fty, )*
+            $($( $(#[doc = $wdoc])* pub $wfield: $wty, )*)?
         }
 
         #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -144,11 +157,16 @@ macro_rules! credential_provider {
             slug: $slug,
             object_name: $object,
             operation: $op,
-            fields: &[$(FieldSpec {
-                rust_name: stringify!($field),
-                required: required!($req),
-                kind: field_kind!($kind),
-            }),*],
+            fields: &[
+                $(FieldSpec {
+                    default: default_of!($($default)?),
+                    ..FieldSpec::new(stringify!($field), required!($req), field_kind!($kind))
+                },)*
+                $($(FieldSpec {
+                    echoed: false,
+                    ..FieldSpec::new(stringify!($wfield), required!($wreq), field_kind!($wkind))
+                },)*)?
+            ],
             request_schema: stringify!($Req),
             response_schema: stringify!($Resp),
             check: $check,
@@ -163,5 +181,17 @@ macro_rules! credential_provider {
 
 // After the macros: a `macro_rules!` is seen only below its definition.
 pub mod ag_leader;
+pub mod agvance;
+pub mod claas;
+pub mod climate_field_view;
+pub mod cnhi;
+pub mod cnhi_field_ops;
 pub mod john_deere;
+pub mod lindsay;
+pub mod panorama;
 pub mod raven;
+pub mod raven_slingshot;
+pub mod sentera;
+pub mod stara;
+pub mod trimble;
+pub mod valley;

@@ -24,10 +24,13 @@ credential_provider! {
             /// What the provider said about the current token.
             token_metadata: TokenMetadata,
         },
-        // Raven publishes no token endpoint: configure it (see the README).
-        check: CheckKind::OAuthRefresh(OAuthCheck::unpublished(
-            ClientAuth::Body { id: "clientId", secret: "clientSecret" },
-        )),
+        // AgSync's identity server, from Raven's sample code rather than its documentation
+        // (the README says so); it accepts the client in the form or by Basic.
+        check: CheckKind::OAuthRefresh(OAuthCheck {
+            client_auth: ClientAuth::Body { id: "clientId", secret: "clientSecret" },
+            production_token_url: Some("https://auth.agsync.com/core/connect/token"),
+            stage_token_url: None,
+        }),
         example: {
             "clientId": "your-client-id",
             "clientSecret": "your-client-secret",

@@ -1,0 +1,32 @@
+//! Raven Slingshot: one `credential_provider!` block.
+
+credential_provider! {
+    /// Raven Slingshot credentials: your API key and the grower's access key and shared
+    /// secret, which sign every request (no OAuth).
+    RavenSlingshot {
+        name: "Raven Slingshot",
+        title: "Raven Slingshot",
+        slug: "raven-slingshot-credentials",
+        object: "ravenSlingshotCredentials",
+        operation: "raven_slingshot",
+        request: RavenSlingshotCredentialsRequest,
+        response: RavenSlingshotCredentials,
+        fields: {
+            /// Your API key from Slingshot (`X-SS-APIKey`).
+            required secret api_key: String,
+            /// The grower's access key (`X-SS-AccessKey`).
+            required secret access_key: String,
+            /// The shared secret that signs requests.
+            required secret shared_secret: String,
+        },
+        extras: {},
+        check: CheckKind::Unchecked(
+            "this service does not check Raven Slingshot credentials yet (request signing is not built)",
+        ),
+        example: {
+            "apiKey": "your-api-key",
+            "accessKey": "grower-access-key",
+            "sharedSecret": "grower-shared-secret"
+        },
+    }
+}

@@ -1,0 +1,34 @@
+//! Stara: one `credential_provider!` block.
+
+credential_provider! {
+    /// Stara credentials: your API key and the grower's tokens.
+    Stara {
+        name: "Stara",
+        title: "Stara Telemetria",
+        slug: "stara-credentials",
+        object: "staraCredentials",
+        operation: "stara",
+        request: StaraCredentialsRequest,
+        response: StaraCredentials,
+        fields: {
+            /// Your API key from Stara.
+            required secret api_key: String,
+            /// The grower's access token.
+            required secret access_token: String,
+            /// The client access token Stara issued with it.
+            required secret access_token_client: String,
+            /// The grower's refresh token.
+            required secret refresh_token: String,
+        },
+        extras: {},
+        check: CheckKind::Unchecked(
+            "this service does not check Stara credentials yet (their token re-mint is not built)",
+        ),
+        example: {
+            "apiKey": "your-api-key",
+            "accessToken": "grower-access-token",
+            "accessTokenClient": "grower-access-token-client",
+            "refreshToken": "grower-refresh-token"
+        },
+    }
+}
