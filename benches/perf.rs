@@ -504,6 +504,7 @@ fn seed(
                 provider,
                 next_check_at: Some(now),
                 consecutive_failures: 0,
+                reason: Some("the provider issued a new access token".into()),
             });
         }
         pending += events.len();

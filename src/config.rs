@@ -85,7 +85,7 @@ pub struct TokenUrl {
 }
 
 /// The short provider name used in configuration: the slug without `-credentials`.
-fn short_name(provider: Provider) -> &'static str {
+pub fn short_name(provider: Provider) -> &'static str {
     let slug = provider.spec().slug;
     slug.strip_suffix("-credentials").unwrap_or(slug)
 }

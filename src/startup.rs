@@ -39,6 +39,7 @@ impl Application {
             settings.mask_secrets,
         )
         .await?;
+        let service = service.with_unchecked(crate::checks::unchecked_reasons(&settings.checks));
         store.claim_serving()?;
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;

@@ -288,9 +288,11 @@ impl Service {
             status: stored.status,
             fields: stored.fields.clone(),
             created_at: stored.created_at,
+            last_checked_at: None,
+            status_reason: None,
             data_key: Some(data_key),
         };
-        self.secrets.reveal(view)
+        self.reveal(view)
     }
 
     /// `execute`, with `side` written in the append's transaction.

@@ -9,12 +9,13 @@ pub mod crypto;
 pub mod queries;
 pub mod secrets;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::domain::owner::OwnerError;
 use crate::domain::user::UserError;
-use crate::domain::{Clock, Timestamp};
-use crate::store::{SharedStore, StoreError};
+use crate::domain::{Clock, Provider, Timestamp};
+use crate::store::{CredentialView, SharedStore, StoreError};
 
 pub use secrets::Secrets;
 
@@ -44,6 +45,9 @@ pub struct Service {
     tokens: Arc<auth::TokenCache>,
     states: Arc<commands::StateCache>,
     user_locks: Arc<commands::UserLocks>,
+    /// Why credentials of a provider are not checked with this configuration; providers absent
+    /// here are checked.
+    unchecked: Arc<HashMap<Provider, String>>,
 }
 
 impl Service {
@@ -56,11 +60,33 @@ impl Service {
             tokens: Arc::default(),
             states: Arc::default(),
             user_locks: Arc::default(),
+            unchecked: Arc::default(),
         }
     }
 
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    /// The service, telling answers why credentials of these providers are never checked
+    /// (with this configuration).
+    pub fn with_unchecked(mut self, unchecked: HashMap<Provider, String>) -> Self {
+        self.unchecked = Arc::new(unchecked);
+        self
+    }
+
+    /// The credential as an answer shows it: secrets opened (or masked), and a reason for its
+    /// status even before any check: why it is never checked, or that it has not been yet.
+    pub fn reveal(&self, view: CredentialView) -> Result<CredentialView, AppError> {
+        let mut view = self.secrets.reveal(view)?;
+        if view.last_checked_at.is_none() && view.status_reason.is_none() {
+            view.status_reason = Some(match self.unchecked.get(&view.provider) {
+                Some(why) => format!("not checked: {why}"),
+                None => "not checked yet: the status is the one every new credential starts with"
+                    .to_owned(),
+            });
+        }
+        Ok(view)
     }
 
     /// Notified whenever a command makes a credential due for a check (created, replaced,

@@ -42,7 +42,7 @@ impl Service {
     fn reveal_user(&self, mut view: UserView) -> Result<UserView, AppError> {
         view.credentials = std::mem::take(&mut view.credentials)
             .into_iter()
-            .map(|c| self.secrets.reveal(c))
+            .map(|c| self.reveal(c))
             .collect::<Result<_, _>>()?;
         Ok(view)
     }

@@ -12,7 +12,7 @@
 pub mod oauth;
 pub mod redact;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -50,6 +50,31 @@ fn adapter(kind: CheckKind, client: &reqwest::Client) -> Option<impl CheckAdapte
         CheckKind::OAuthRefresh(oauth) => Some(oauth::RefreshGrant { oauth, client }),
         CheckKind::Unchecked(_) => None,
     }
+}
+
+/// Why each provider that these settings leave unchecked is not checked: it has no way to be
+/// checked yet, no endpoint is configured for it, or checks are off.
+pub fn unchecked_reasons(settings: &CheckSettings) -> HashMap<Provider, String> {
+    let client = reqwest::Client::new();
+    Provider::ALL
+        .iter()
+        .filter_map(|&provider| {
+            let spec = provider.spec();
+            let why = match (spec.check, adapter(spec.check, &client)) {
+                (CheckKind::Unchecked(why), _) => why.to_owned(),
+                _ if !settings.enabled => {
+                    "background checks are off on this server (--no-health-checks)".to_owned()
+                }
+                (_, Some(adapter)) if adapter.can_check(provider, settings) => return None,
+                _ => format!(
+                    "no token endpoint is configured for {} (--token-url {}=URL)",
+                    spec.name,
+                    crate::config::short_name(provider)
+                ),
+            };
+            Some((provider, why))
+        })
+        .collect()
 }
 
 /// A credential's place among the checks running: removed from the in-flight set, and its

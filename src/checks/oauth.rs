@@ -269,13 +269,35 @@ pub async fn check(
             secrets.add(token);
         }
     }
+    let error = parsed.as_ref().and_then(|p| p.error.clone());
     let mut result = classify(
         code,
         parsed,
         field(fields, ACCESS_TOKEN),
+        credential.status,
         required_scopes,
         at,
     );
+    match error.as_deref() {
+        Some("invalid_client") if !(200..300).contains(&code) => tracing::error!(
+            provider = spec.name,
+            credential = %credential.id,
+            "the provider refused the application's client credentials (invalid_client): every \
+             credential of this application will fail until its client id or secret is fixed"
+        ),
+        Some(error @ ("invalid_request" | "unsupported_grant_type"))
+            if !(200..300).contains(&code) =>
+        {
+            tracing::error!(
+                provider = spec.name,
+                credential = %credential.id,
+                error,
+                "the provider called our token request malformed: a bug in this service, not the \
+                 grower's credential; its status is kept"
+            )
+        }
+        _ => {}
+    }
     // The reason may quote the provider (`error`); it goes into the ledger and the logs.
     result.reason = redact::reason(&result.reason, &secrets);
     let exchange = ProviderExchange {
@@ -289,12 +311,16 @@ pub async fn check(
     (result, exchange)
 }
 
-/// The status an answer means. `current_access_token` stands in when a 2xx answer rotates the
-/// refresh token without a new access token: a new refresh token is never thrown away.
+/// The status an answer means: a 2xx by its tokens and scopes, any other 4xx by its OAuth
+/// `error` code first and its HTTP status second (Auth0 answers `invalid_grant` with 403), 429
+/// and 5xx as the provider's trouble. `current_access_token` stands in when a 2xx answer
+/// rotates the refresh token without a new access token: a new refresh token is never thrown
+/// away. `current_status` is kept when the provider calls our request malformed (our bug).
 fn classify(
     code: u16,
     parsed: Option<TokenResponse>,
     current_access_token: &str,
+    current_status: CredentialStatus,
     required_scopes: &[String],
     at: Timestamp,
 ) -> CheckResult {
@@ -349,7 +375,10 @@ fn classify(
             };
             // Tokens are kept even when scopes are missing: a rotated refresh token is never lost.
             let (status, reason) = if missing.is_empty() {
-                (CredentialStatus::Ok, "refreshed".to_owned())
+                (
+                    CredentialStatus::Ok,
+                    "the provider issued a new access token".to_owned(),
+                )
             } else {
                 let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
                 (
@@ -363,17 +392,45 @@ fn classify(
                 reason,
             }
         }
-        400 | 401 => result(
-            CredentialStatus::Unauthenticated,
-            error.unwrap_or_else(|| format!("HTTP {code}")),
+        429 | 500..=599 => result(
+            CredentialStatus::TemporarilyUnavailable,
+            format!("the provider answered HTTP {code}; checks go on"),
         ),
-        403 => result(
-            CredentialStatus::MissingPermission,
-            error.unwrap_or_else(|| "HTTP 403".into()),
-        ),
+        400..=499 => {
+            let said = |what: &str| match &error {
+                Some(error) => format!("{what} (HTTP {code}, {error})"),
+                None => format!("{what} (HTTP {code})"),
+            };
+            match error.as_deref() {
+                Some("invalid_grant") => result(
+                    CredentialStatus::Unauthenticated,
+                    said("the provider no longer accepts the refresh token"),
+                ),
+                Some("invalid_client") => result(
+                    CredentialStatus::Unauthenticated,
+                    said("the provider refused the application's client id or secret"),
+                ),
+                Some("invalid_scope" | "unauthorized_client") => result(
+                    CredentialStatus::MissingPermission,
+                    said("the application is not allowed the access it asked for"),
+                ),
+                Some("invalid_request" | "unsupported_grant_type") => result(
+                    current_status,
+                    said("the provider called this service's request malformed; status kept"),
+                ),
+                _ if code == 403 => result(
+                    CredentialStatus::MissingPermission,
+                    said("the provider refused access"),
+                ),
+                _ => result(
+                    CredentialStatus::Unauthenticated,
+                    said("the provider refused the credential"),
+                ),
+            }
+        }
         _ => result(
             CredentialStatus::TemporarilyUnavailable,
-            format!("HTTP {code}"),
+            format!("the provider answered HTTP {code}; checks go on"),
         ),
     }
 }
@@ -396,6 +453,7 @@ mod tests {
             200,
             answer(r#"{"access_token":"a","expires_in":60,"scope":"x y"}"#),
             "",
+            CredentialStatus::Ok,
             &[],
             at(),
         );
@@ -405,6 +463,7 @@ mod tests {
             200,
             answer(r#"{"access_token":"a","scope":"x"}"#),
             "",
+            CredentialStatus::Ok,
             &["y".into()],
             at(),
         );
@@ -413,27 +472,62 @@ mod tests {
             (CredentialStatus::MissingPermission, "missing scopes: y")
         );
         assert!(scoped.tokens.is_some(), "tokens are kept");
-        let revoked = classify(400, answer(r#"{"error":"invalid_grant"}"#), "", &[], at());
+        let by_error = |code: u16, error: &str| {
+            let text = format!(r#"{{"error":"{error}"}}"#);
+            let was = CredentialStatus::MissingPermission;
+            classify(code, answer(&text), "", was, &[], at())
+        };
+        for code in [400, 401, 403] {
+            let revoked = by_error(code, "invalid_grant");
+            assert_eq!(
+                (revoked.status, revoked.reason),
+                (
+                    CredentialStatus::Unauthenticated,
+                    format!("the provider no longer accepts the refresh token (HTTP {code}, invalid_grant)")
+                ),
+                "{code}"
+            );
+            assert_eq!(
+                by_error(code, "invalid_client").status,
+                CredentialStatus::Unauthenticated
+            );
+            for scope in ["invalid_scope", "unauthorized_client"] {
+                assert_eq!(
+                    by_error(code, scope).status,
+                    CredentialStatus::MissingPermission
+                );
+            }
+            for ours in ["invalid_request", "unsupported_grant_type"] {
+                let kept = by_error(code, ours);
+                assert_eq!(
+                    kept.status,
+                    CredentialStatus::MissingPermission,
+                    "kept: {ours}"
+                );
+                assert!(kept.reason.contains("status kept"), "{}", kept.reason);
+            }
+        }
         assert_eq!(
-            (revoked.status, revoked.reason.as_str()),
-            (CredentialStatus::Unauthenticated, "invalid_grant")
+            by_error(503, "invalid_grant").status,
+            CredentialStatus::TemporarilyUnavailable,
+            "a 5xx is the provider's trouble, whatever it says"
         );
         assert_eq!(
-            classify(401, None, "", &[], at()).status,
+            classify(401, None, "", CredentialStatus::Ok, &[], at()).status,
             CredentialStatus::Unauthenticated
         );
         assert_eq!(
-            classify(403, None, "", &[], at()).status,
+            classify(403, None, "", CredentialStatus::Ok, &[], at()).status,
             CredentialStatus::MissingPermission
         );
         for code in [429, 500, 502, 503] {
             assert_eq!(
-                classify(code, None, "", &[], at()).status,
+                classify(code, None, "", CredentialStatus::Ok, &[], at()).status,
                 CredentialStatus::TemporarilyUnavailable
             );
         }
         assert_eq!(
-            classify(200, answer("{}"), "", &[], at()).status,
+            classify(200, answer("{}"), "", CredentialStatus::Ok, &[], at()).status,
             CredentialStatus::TemporarilyUnavailable
         );
     }
@@ -458,7 +552,7 @@ mod tests {
             let text = format!(r#"{{"access_token":"a","expires_in":{absurd}}}"#);
             let parsed = answer(&text).unwrap();
             assert_eq!(parsed.expires_in, None, "{absurd}");
-            let ok = classify(200, Some(parsed), "", &[], at());
+            let ok = classify(200, Some(parsed), "", CredentialStatus::Ok, &[], at());
             assert_eq!(ok.status, CredentialStatus::Ok);
             assert_eq!(ok.tokens.unwrap().expires_at, None);
         }
@@ -467,6 +561,7 @@ mod tests {
             200,
             answer(r#"{"refresh_token":"r3"}"#),
             "old-at",
+            CredentialStatus::Ok,
             &[],
             at(),
         );

@@ -201,6 +201,10 @@ pub enum DomainEvent {
         provider: Provider,
         next_check_at: Option<Timestamp>,
         consecutive_failures: u32,
+        /// Why the check reached its status (secrets redacted); absent in events written
+        /// before checks recorded it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Someone asked for a check now.
     CredentialCheckRequested {

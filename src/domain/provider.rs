@@ -167,11 +167,10 @@ pub struct ProviderSpec {
     pub response_schema: &'static str,
     /// How its credentials are checked in the background.
     pub check: CheckKind,
-    /// A stored credential (id, status, creation time, fields) as this provider's typed answer.
+    /// A stored credential (what every answer says, and its fields) as this provider's typed
+    /// answer.
     pub answer: fn(
-        super::CredentialId,
-        CredentialStatus,
-        super::Timestamp,
+        &super::providers::CredentialFacts<'_>,
         &Map<String, Value>,
     ) -> serde_json::Result<Value>,
 }

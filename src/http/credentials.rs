@@ -51,7 +51,14 @@ pub struct ProviderEvent {
 pub fn body(view: &CredentialView) -> Result<serde_json::Value, ApiError> {
     let answer = view.provider.spec().answer;
     // The fields are decrypted here: serde's message, which may quote a value, is not kept.
-    answer(view.id, view.status, view.created_at, &view.fields).map_err(|e| {
+    let facts = crate::domain::providers::CredentialFacts {
+        id: view.id,
+        status: view.status,
+        created_at: view.created_at,
+        last_checked_at: view.last_checked_at,
+        status_reason: view.status_reason.as_deref(),
+    };
+    answer(&facts, &view.fields).map_err(|e| {
         ApiError::Internal(anyhow::anyhow!(
             "stored {:?} credential {} does not fit its schema ({:?} error)",
             view.provider,
@@ -102,7 +109,7 @@ pub async fn get_open(
     provider: Provider,
 ) -> Result<CredentialView, ApiError> {
     let view = get(service, owner, user, provider).await?;
-    Ok(service.secrets().reveal(view)?)
+    Ok(service.reveal(view)?)
 }
 
 pub async fn save(

@@ -599,14 +599,21 @@ pub async fn new_and_requested_credentials_are_due_and_checked_ones_wait(store: 
             .is_empty(),
         "limit"
     );
+    let never = store
+        .credential(alice, user, Provider::Raven)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((never.last_checked_at, never.status_reason), (None, None));
     let checked = DomainEvent::CredentialChecked {
         user_id: user,
         credential_id: credential,
         provider: Provider::Raven,
         next_check_at: Some(later),
         consecutive_failures: 0,
+        reason: Some("fresh tokens".into()),
     };
-    append(
+    let recorded = append(
         &*store,
         &format!("user:{user}"),
         2,
@@ -615,6 +622,16 @@ pub async fn new_and_requested_credentials_are_due_and_checked_ones_wait(store: 
     )
     .await
     .unwrap();
+    let shown = store
+        .credential(alice, user, Provider::Raven)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (shown.last_checked_at, shown.status_reason.as_deref()),
+        (Some(recorded[0].recorded_at), Some("fresh tokens")),
+        "a check shows when it was recorded, and why"
+    );
     assert!(store
         .due_checks(t0(), Provider::ALL, 10)
         .await
@@ -665,6 +682,7 @@ pub async fn new_and_requested_credentials_are_due_and_checked_ones_wait(store: 
         provider: Provider::Raven,
         next_check_at: None,
         consecutive_failures: 0,
+        reason: None,
     };
     append(
         &*store,
@@ -675,6 +693,16 @@ pub async fn new_and_requested_credentials_are_due_and_checked_ones_wait(store: 
     )
     .await
     .unwrap();
+    let shown = store
+        .credential(alice, user, Provider::Raven)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        shown.status_reason.as_deref(),
+        Some("fresh tokens"),
+        "a check without a reason (an older event) keeps the last one"
+    );
     assert_eq!(
         store.due_check(credential).await.unwrap(),
         None,
@@ -851,6 +879,7 @@ pub async fn a_rebuild_reproduces_every_view(store: SharedStore) {
             provider: Provider::Raven,
             next_check_at: Some(t0().plus(chrono::Duration::hours(2))),
             consecutive_failures: 1,
+            reason: Some("the provider answered 503".into()),
         },
     ];
     append(&*store, &format!("user:{user}"), 2, Some(owner_id), events)

@@ -123,6 +123,10 @@ pub struct CredentialView {
     pub status: CredentialStatus,
     pub fields: Map<String, Value>,
     pub created_at: Timestamp,
+    /// When its last check was recorded; `None` until one was.
+    pub last_checked_at: Option<Timestamp>,
+    /// Why its status is what it is (the last check's reason, secrets redacted).
+    pub status_reason: Option<String>,
     /// Its wrapped data key; secret fields stay sealed with it until `app::secrets` opens them.
     pub data_key: Option<WrappedKey>,
 }

@@ -116,6 +116,15 @@ async fn a_new_credential_is_checked_at_once_and_its_rotated_tokens_are_kept() {
     assert_eq!(seen.form["client_secret"], "raven-client-secret");
     let credential = raven(&app, &user).await;
     assert_eq!(credential["status"], "OK");
+    assert_eq!(
+        credential["statusReason"],
+        "the provider issued a new access token"
+    );
+    assert_eq!(
+        credential["lastCheckedTime"],
+        json!(app.service.now()),
+        "checked at the (test) clock's time"
+    );
     assert_eq!(credential["accessToken"], "at-rt-1");
     assert_eq!(
         credential["refreshToken"], "rotated-rt-1",
@@ -199,6 +208,10 @@ async fn a_revoked_credential_is_unauthenticated_and_left_alone_until_a_check_is
     .await;
     let status: Value = app.get_status(&user, RAVEN).await.json().await.unwrap();
     assert_eq!(status, json!({"status": "UNAUTHENTICATED"}));
+    assert_eq!(
+        raven(&app, &user).await["statusReason"],
+        "the provider no longer accepts the refresh token (HTTP 400, invalid_grant)"
+    );
 
     app.advance_clock(chrono::Duration::days(3)).await;
     settle().await;
@@ -776,5 +789,94 @@ async fn a_rotated_refresh_token_is_kept_from_a_form_a_string_lifetime_or_a_long
         ] {
             assert!(!body.contains(token), "{token} in {body:.200}");
         }
+    }
+}
+
+#[tokio::test]
+async fn an_oauth_error_code_decides_before_the_http_status() {
+    let provider = FakeProvider::start(Reply::json(403, json!({"error": "invalid_grant"}))).await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("revoked-at-auth0"))
+        .await;
+    // Auth0 (CNH's identity server) answers a revoked refresh token with 403, not 400.
+    eventually("a 403 invalid_grant is UNAUTHENTICATED", || async {
+        raven(&app, &user).await["status"] == "UNAUTHENTICATED"
+    })
+    .await;
+    for (error, status) in [
+        ("invalid_scope", "MISSING_PERMISSION"),
+        ("unauthorized_client", "MISSING_PERMISSION"),
+        ("invalid_client", "UNAUTHENTICATED"),
+        // Our request's fault, not the grower's: the status stays what it was.
+        ("invalid_request", "UNAUTHENTICATED"),
+    ] {
+        provider.set_default(Reply::json(400, json!({ "error": error })));
+        let before = recorded_exchanges(&app);
+        check_now(&app, &user).await;
+        eventually("the check was recorded", || async {
+            recorded_exchanges(&app) > before
+        })
+        .await;
+        settle().await;
+        let credential = raven(&app, &user).await;
+        assert_eq!(credential["status"], status, "{error}");
+        let reason = credential["statusReason"].as_str().unwrap();
+        assert!(reason.contains(error), "{error}: {reason}");
+    }
+    assert!(
+        crate::helpers::logs().contains("invalid_client"),
+        "an invalid_client is logged for the operator"
+    );
+}
+
+#[tokio::test]
+async fn a_credential_that_cannot_be_checked_says_why_and_its_provider_is_never_called() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    let app = spawn_app_with(settings(&provider.url), None).await;
+    let user = app.new_user().await;
+    let bodies = crate::helpers::providers();
+    let body_of = |slug: &str| {
+        bodies
+            .iter()
+            .find(|(s, _, _)| *s == slug)
+            .unwrap()
+            .2
+            .clone()
+    };
+    let expected = [
+        (
+            "valley-credentials",
+            "not checked: Valley publishes no way to check a credential: its status is the \
+             starting value, not a verdict",
+        ),
+        (
+            "claas-credentials",
+            "not checked: no token endpoint is configured for CLAAS (--token-url claas=URL)",
+        ),
+        (
+            "raven-slingshot-credentials",
+            "not checked: this service does not check Raven Slingshot credentials yet (request \
+             signing is not built)",
+        ),
+    ];
+    for (slug, _) in expected {
+        let created = app.post_credentials(&user, slug, &body_of(slug)).await;
+        assert_eq!(created.status(), StatusCode::CREATED, "{slug}");
+    }
+    // A checkable one beside them is checked, so the worker ran.
+    app.post_credentials(&user, RAVEN, &raven_body("rt-1"))
+        .await;
+    eventually("the Raven credential was checked", || async {
+        !raven(&app, &user).await["lastCheckedTime"].is_null()
+    })
+    .await;
+    settle().await;
+    assert_eq!(provider.seen().len(), 1, "only Raven was called");
+    for (slug, reason) in expected {
+        let credential = app.credentials_json(&user, slug).await;
+        assert_eq!(credential["lastCheckedTime"], Value::Null, "{slug}");
+        assert_eq!(credential["statusReason"], reason, "{slug}");
+        assert_eq!(credential["status"], "OK", "{slug}: Leaf's starting status");
     }
 }

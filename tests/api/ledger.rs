@@ -327,3 +327,52 @@ async fn concurrent_profile_updates_each_answer_with_the_profile_they_wrote() {
     );
     assert_gap_free(&app, &stream);
 }
+
+#[tokio::test]
+async fn a_database_from_before_last_checked_times_gets_them_from_its_ledger() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let (slug, _, body) = providers().remove(2);
+    let created: Value = app
+        .post_credentials(&user, slug, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let credential = created["id"].as_str().unwrap().to_owned();
+    let result = credential_ledger::domain::user::CheckResult {
+        status: credential_ledger::domain::CredentialStatus::Unauthenticated,
+        tokens: None,
+        reason: "the provider no longer accepts the refresh token".into(),
+    };
+    app.service
+        .record_check(
+            user.parse().unwrap(),
+            credential.parse().unwrap(),
+            credential_ledger::domain::Provider::Raven,
+            result,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let checked = app.credentials_json(&user, slug).await;
+    assert!(checked["lastCheckedTime"].is_string(), "{checked}");
+    // The credentials table's rows (a restart logs in again, so other tables change).
+    let credentials = |app: &TestApp| {
+        crate::projections::dump(&app.database)
+            .into_iter()
+            .find(|(table, _)| table == "credentials")
+            .unwrap()
+    };
+    let live = credentials(&app);
+    // The credentials table as an older build left it.
+    app.sqlite()
+        .execute_batch(
+            "ALTER TABLE credentials DROP COLUMN last_checked_at;
+             ALTER TABLE credentials DROP COLUMN status_reason;",
+        )
+        .unwrap();
+    let app = app.restart(Default::default()).await;
+    assert_eq!(app.credentials_json(&user, slug).await, checked);
+    assert_eq!(credentials(&app), live);
+}

@@ -20,19 +20,29 @@ pub struct TokenMetadata {
     pub scopes: Vec<String>,
 }
 
-/// A stored credential as its provider's typed answer: its id, status and creation time, the
-/// fields it holds, and the token metadata its checks recorded.
+/// What every credential answer says besides its provider's fields.
+#[derive(Clone, Copy, Debug)]
+pub struct CredentialFacts<'a> {
+    pub id: CredentialId,
+    pub status: CredentialStatus,
+    pub created_at: Timestamp,
+    pub last_checked_at: Option<Timestamp>,
+    pub status_reason: Option<&'a str>,
+}
+
+/// A stored credential as its provider's typed answer: its id, status, creation time and last
+/// check, the fields it holds, and the token metadata its checks recorded.
 pub fn credential_answer<R: DeserializeOwned>(
-    id: CredentialId,
-    status: CredentialStatus,
-    created_at: Timestamp,
+    facts: &CredentialFacts<'_>,
     fields: &Map<String, Value>,
 ) -> serde_json::Result<R> {
     let scopes = fields.get(SCOPES).cloned().unwrap_or_else(|| json!([]));
     let mut object = Map::new();
-    object.insert("id".into(), json!(id));
-    object.insert("status".into(), json!(status));
-    object.insert("createdTime".into(), json!(created_at));
+    object.insert("id".into(), json!(facts.id));
+    object.insert("status".into(), json!(facts.status));
+    object.insert("createdTime".into(), json!(facts.created_at));
+    object.insert("lastCheckedTime".into(), json!(facts.last_checked_at));
+    object.insert("statusReason".into(), json!(facts.status_reason));
     object.insert("tokenMetadata".into(), json!({ "scopes": scopes }));
     object.insert(SCOPES.into(), scopes);
     object.extend(fields.clone());
@@ -124,6 +134,11 @@ macro_rules! credential_provider {
             pub status: CredentialStatus,
             /// When the credential was created.
             pub created_time: Timestamp,
+            /// When a background check last ran (null until one has).
+            pub last_checked_time: Option<Timestamp>,
+            /// Why the status is what it is: what the last check found (secrets redacted), or
+            /// why no check has run.
+            pub status_reason: Option<String>,
             $( $(#[doc = $fdoc])* pub $field: $fty, )*
             $( $(#[doc = $xdoc])* pub $xfield: $xty, )*
         }
@@ -139,12 +154,15 @@ macro_rules! credential_provider {
                 serde_json::Value::Object(fields) => fields,
                 _ => Default::default(),
             };
-            $crate::domain::providers::credential_answer::<$Resp>(
-                CredentialId(uuid::uuid!("6f1c0e52-8d4b-4b8e-9a63-2f0a4c7d1e55")),
-                CredentialStatus::Ok,
-                Timestamp::parse("2026-11-22T14:03:07.123456Z").unwrap_or_else(|| unreachable!()),
-                &fields,
-            )
+            let at = Timestamp::parse("2026-11-22T14:03:07.123456Z").unwrap_or_else(|| unreachable!());
+            let facts = $crate::domain::providers::CredentialFacts {
+                id: CredentialId(uuid::uuid!("6f1c0e52-8d4b-4b8e-9a63-2f0a4c7d1e55")),
+                status: CredentialStatus::Ok,
+                created_at: at,
+                last_checked_at: Some(at),
+                status_reason: Some("the provider issued a new access token"),
+            };
+            $crate::domain::providers::credential_answer::<$Resp>(&facts, &fields)
             .ok()
             .and_then(|answer| serde_json::to_value(answer).ok())
             .unwrap_or_default()
@@ -170,9 +188,8 @@ macro_rules! credential_provider {
             request_schema: stringify!($Req),
             response_schema: stringify!($Resp),
             check: $check,
-            answer: |id, status, created_at, fields| {
-                let answer: $Resp =
-                    $crate::domain::providers::credential_answer(id, status, created_at, fields)?;
+            answer: |facts, fields| {
+                let answer: $Resp = $crate::domain::providers::credential_answer(facts, fields)?;
                 serde_json::to_value(answer)
             },
         };

@@ -127,6 +127,7 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
                 provider,
                 next_check_at,
                 consecutive_failures,
+                reason: Some(result.reason.clone()),
             });
             Ok(events)
         }

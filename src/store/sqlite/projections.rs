@@ -130,9 +130,14 @@ pub fn apply_to(
         E::CredentialStatusChanged {
             credential_id,
             status,
+            reason,
             ..
         } => {
-            credentials.update(conn, credential_id, Change::Status(*status))?;
+            credentials.update(
+                conn,
+                credential_id,
+                Change::Status(*status, reason.as_deref()),
+            )?;
         }
         E::CredentialTokensRotated {
             credential_id,
@@ -145,14 +150,17 @@ pub fn apply_to(
             credential_id,
             next_check_at,
             consecutive_failures,
+            reason,
             ..
         } => {
             credentials.update(
                 conn,
                 credential_id,
                 Change::Checked {
+                    at: recorded.recorded_at,
                     next_check_at: *next_check_at,
                     consecutive_failures: *consecutive_failures,
+                    reason: reason.as_deref(),
                 },
             )?;
         }
@@ -211,6 +219,8 @@ fn insert_credential(
             next_check_at: Some(*created_at),
             created_at: *created_at,
             consecutive_failures: 0,
+            last_checked_at: None,
+            status_reason: None,
         },
     )
 }
@@ -241,15 +251,23 @@ pub struct CredentialRow {
     created_at: Timestamp,
     next_check_at: Option<Timestamp>,
     consecutive_failures: u32,
+    /// When the last check was recorded.
+    last_checked_at: Option<Timestamp>,
+    /// Why the status is what it is: the last check's reason, or the status change's.
+    status_reason: Option<String>,
 }
 
 /// A change to one credential row.
 pub enum Change<'a> {
-    Status(CredentialStatus),
+    /// A new status, and why (kept as it was when the event gives no reason).
+    Status(CredentialStatus, Option<&'a str>),
     Tokens(&'a IssuedTokens),
+    /// A check recorded at `at`.
     Checked {
+        at: Timestamp,
         next_check_at: Option<Timestamp>,
         consecutive_failures: u32,
+        reason: Option<&'a str>,
     },
     CheckRequested(Timestamp),
 }
@@ -257,14 +275,25 @@ pub enum Change<'a> {
 impl CredentialRow {
     fn change(&mut self, change: Change<'_>) {
         match change {
-            Change::Status(status) => self.status = status,
+            Change::Status(status, reason) => {
+                self.status = status;
+                if let Some(reason) = reason {
+                    self.status_reason = Some(reason.to_owned());
+                }
+            }
             Change::Tokens(tokens) => crate::domain::user::apply_tokens(&mut self.fields, tokens),
             Change::Checked {
+                at,
                 next_check_at,
                 consecutive_failures,
+                reason,
             } => {
+                self.last_checked_at = Some(at);
                 self.next_check_at = next_check_at;
                 self.consecutive_failures = consecutive_failures;
+                if let Some(reason) = reason {
+                    self.status_reason = Some(reason.to_owned());
+                }
             }
             Change::CheckRequested(at) => self.next_check_at = Some(at),
         }
@@ -273,8 +302,8 @@ impl CredentialRow {
     fn insert_into(&self, conn: &Connection) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT OR FAIL INTO credentials (id, user_id, owner_id, provider, status, fields,
-               created_at, next_check_at, consecutive_failures)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+               created_at, next_check_at, consecutive_failures, last_checked_at, status_reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             self.id.to_string(),
@@ -286,6 +315,8 @@ impl CredentialRow {
             self.created_at.to_string(),
             self.next_check_at.map(|at| at.to_string()),
             self.consecutive_failures,
+            self.last_checked_at.map(|at| at.to_string()),
+            self.status_reason,
         ])?;
         Ok(())
     }
@@ -337,9 +368,12 @@ impl Credentials for InTable {
     ) -> Result<(), StoreError> {
         let id = &id.to_string();
         match change {
-            Change::Status(status) => {
-                conn.prepare_cached("UPDATE OR FAIL credentials SET status = ?2 WHERE id = ?1")?
-                    .execute(params![id, status.as_str()])?;
+            Change::Status(status, reason) => {
+                conn.prepare_cached(
+                    "UPDATE OR FAIL credentials SET status = ?2,
+                       status_reason = coalesce(?3, status_reason) WHERE id = ?1",
+                )?
+                .execute(params![id, status.as_str(), reason])?;
             }
             Change::Tokens(tokens) => {
                 let fields: Option<String> = conn
@@ -357,17 +391,22 @@ impl Credentials for InTable {
                 }
             }
             Change::Checked {
+                at,
                 next_check_at,
                 consecutive_failures,
+                reason,
             } => {
                 conn.prepare_cached(
-                    "UPDATE OR FAIL credentials SET next_check_at = ?2, consecutive_failures = ?3
+                    "UPDATE OR FAIL credentials SET next_check_at = ?2, consecutive_failures = ?3,
+                       last_checked_at = ?4, status_reason = coalesce(?5, status_reason)
                      WHERE id = ?1",
                 )?
                 .execute(params![
                     id,
                     next_check_at.map(|at| at.to_string()),
-                    consecutive_failures
+                    consecutive_failures,
+                    at.to_string(),
+                    reason
                 ])?;
             }
             Change::CheckRequested(at) => {

@@ -62,15 +62,17 @@ pub fn owner_by_token(
         .transpose()
 }
 
-/// A credential's columns, with its wrapped data key.
+/// A credential's columns, with its wrapped data key (`raw_credential` reads the first ten).
 const CREDENTIAL_COLUMNS: &str = "id, user_id, provider, status, fields, created_at, \
     (SELECT key_id FROM data_keys WHERE credential_id = id), \
-    (SELECT wrapped FROM data_keys WHERE credential_id = id)";
+    (SELECT wrapped FROM data_keys WHERE credential_id = id), last_checked_at, status_reason";
 
 struct RawCredential {
     text: [String; 6],
     key_id: Option<String>,
     wrapped: Option<Vec<u8>>,
+    last_checked_at: Option<String>,
+    status_reason: Option<String>,
 }
 
 fn raw_credential(r: &Row<'_>) -> rusqlite::Result<RawCredential> {
@@ -85,6 +87,8 @@ fn raw_credential(r: &Row<'_>) -> rusqlite::Result<RawCredential> {
         ],
         key_id: r.get(6)?,
         wrapped: r.get(7)?,
+        last_checked_at: r.get(8)?,
+        status_reason: r.get(9)?,
     })
 }
 
@@ -106,6 +110,8 @@ fn credential(raw: RawCredential) -> Result<CredentialView, StoreError> {
         status: CredentialStatus::parse(&status).ok_or_else(|| corrupt("unknown status"))?,
         fields: serde_json::from_str(&fields).map_err(|_| corrupt("credential fields"))?,
         created_at: timestamp(created_at)?,
+        last_checked_at: raw.last_checked_at.map(timestamp).transpose()?,
+        status_reason: raw.status_reason,
         data_key,
     })
 }
@@ -277,8 +283,8 @@ fn content_key<'r>(row: &'r Row<'_>) -> Result<(&'r str, &'r str), StoreError> {
 fn raw_due(r: &Row<'_>) -> rusqlite::Result<(RawCredential, String, String)> {
     Ok((
         raw_credential(r)?,
-        r.get::<_, String>(8)?,
-        r.get::<_, String>(9)?,
+        r.get::<_, String>(10)?,
+        r.get::<_, String>(11)?,
     ))
 }
 

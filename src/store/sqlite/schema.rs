@@ -121,6 +121,8 @@ CREATE TABLE IF NOT EXISTS credentials (
     created_at TEXT NOT NULL,
     next_check_at        TEXT,                  -- NULL: wait for a replacement or a request
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_checked_at      TEXT,                  -- NULL: never checked
+    status_reason        TEXT,                  -- why the status is what it is
     UNIQUE (user_id, provider)
 );
 -- What `/events` shows of an exchange besides its contents. The request's method and URL and
@@ -221,6 +223,43 @@ fn narrow_exchange_log(conn: &Connection) -> rusqlite::Result<usize> {
     Ok(copied)
 }
 
+/// Adds `last_checked_at` and `status_reason` to the credentials of a database written before
+/// answers showed them, filled from the ledger as a rebuild would: the time of each
+/// credential's last recorded check, and the reason of its last status change (checks recorded
+/// before then gave none). In the open transaction; returns how many credentials were filled.
+fn add_check_columns(conn: &Connection) -> rusqlite::Result<usize> {
+    let exists = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credentials'")?
+        .exists([])?;
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('credentials') WHERE name = 'last_checked_at'")?
+        .exists([])?;
+    if !exists || has {
+        return Ok(0);
+    }
+    conn.execute_batch(
+        "ALTER TABLE credentials ADD COLUMN last_checked_at TEXT;
+         ALTER TABLE credentials ADD COLUMN status_reason TEXT;",
+    )?;
+    let checked = conn.execute(
+        "UPDATE credentials SET last_checked_at = last.at
+         FROM (SELECT payload ->> 'credentialId' AS id, max(recorded_at) AS at FROM events
+               WHERE event_type = 'CredentialChecked' GROUP BY 1) AS last
+         WHERE credentials.id = last.id",
+        [],
+    )?;
+    // With max(), SQLite takes the bare column from the row holding the maximum.
+    conn.execute(
+        "UPDATE credentials SET status_reason = last.reason
+         FROM (SELECT payload ->> 'credentialId' AS id, payload ->> 'reason' AS reason,
+                      max(position) FROM events
+               WHERE event_type = 'CredentialStatusChanged' GROUP BY 1) AS last
+         WHERE credentials.id = last.id",
+        [],
+    )?;
+    Ok(checked)
+}
+
 /// One wrapped data key per live credential (see `crate::crypto`). Deleted in the transaction
 /// that deletes or replaces its credential: crypto-shredding. `rebuild` keeps this table.
 const DATA_KEYS: &str = r#"
@@ -244,8 +283,15 @@ pub fn create_ledger(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Creates the projections, or brings those of an older database up to date (see
-/// `narrow_exchange_log`).
+/// `add_check_columns` and `narrow_exchange_log`).
 pub fn create_projections(conn: &Connection) -> rusqlite::Result<()> {
+    let filled = add_check_columns(conn)?;
+    if filled > 0 {
+        tracing::info!(
+            credentials = filled,
+            "credentials now show when they were last checked"
+        );
+    }
     let copied = narrow_exchange_log(conn)?;
     if copied > 0 {
         tracing::info!(
