@@ -120,7 +120,7 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
                 });
             }
             let (next_check_at, consecutive_failures) =
-                next_check(&result, current.consecutive_failures, now);
+                next_check(&result, current.status, current.consecutive_failures, now);
             events.push(E::CredentialChecked {
                 user_id,
                 credential_id,

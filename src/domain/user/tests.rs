@@ -235,7 +235,8 @@ fn given_raven_when_a_check_rotates_tokens_then_they_replace_the_old_ones() {
 
 #[test]
 fn a_long_lived_token_is_still_checked_daily_and_failures_back_off() {
-    let (next, failures) = next_check(&ok_with(None, 60 * 24 * 90), 3, at());
+    use CredentialStatus::{Ok, TemporarilyUnavailable, Unauthenticated};
+    let (next, failures) = next_check(&ok_with(None, 60 * 24 * 90), Ok, 3, at());
     assert_eq!(
         (next, failures),
         (Some(at().plus(chrono::Duration::hours(24))), 0)
@@ -246,15 +247,35 @@ fn a_long_lived_token_is_still_checked_daily_and_failures_back_off() {
         reason: "503".into(),
     };
     let waits: Vec<i64> = (0..8)
-        .map(|f| (next_check(&down, f, at()).0.unwrap().datetime() - at().datetime()).num_seconds())
+        .map(|f| {
+            let next = next_check(&down, TemporarilyUnavailable, f, at())
+                .0
+                .unwrap();
+            (next.datetime() - at().datetime()).num_seconds()
+        })
         .collect();
     assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    assert_eq!(
+        next_check(&down, Unauthenticated, 5, at()),
+        (Some(at().plus(chrono::Duration::seconds(60))), 1),
+        "a new kind of failure starts its own streak"
+    );
     let revoked = CheckResult {
         status: CredentialStatus::Unauthenticated,
         tokens: None,
         reason: "invalid_grant".into(),
     };
-    assert_eq!(next_check(&revoked, 0, at()), (None, 0), "not hammered");
+    let mut hours = Vec::new();
+    let (mut previous, mut in_a_row) = (Ok, 0);
+    while let (Some(next), count) = next_check(&revoked, previous, in_a_row, at()) {
+        hours.push((next.datetime() - at().datetime()).num_hours());
+        (previous, in_a_row) = (Unauthenticated, count);
+    }
+    assert_eq!(
+        hours,
+        [1, 6, 24, 24, 24, 24, 24, 24, 24, 24],
+        "re-checked slowly for a week, then left alone"
+    );
 }
 
 #[test]
