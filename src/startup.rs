@@ -174,6 +174,7 @@ fn server(
         app.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", document))
             .default_service(web::to(http::not_routed))
             .wrap(middleware::from_fn(http::problem_details))
+            .wrap(middleware::from_fn(http::trim_trailing_slash))
             .wrap(tracing_actix_web::TracingLogger::<
                 crate::telemetry::RequestSpan,
             >::new())

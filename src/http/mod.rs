@@ -77,6 +77,36 @@ pub async fn not_routed(
     })
 }
 
+/// Routes a path under the API base (or the login's) that ends in `/` as the same path
+/// without it: Leaf's own published examples call `POST /users/` and `GET /users/`. Other
+/// paths keep their slash (Swagger UI lives at `/swagger-ui/`).
+pub async fn trim_trailing_slash(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::uri::{PathAndQuery, Uri};
+    let path = request.path();
+    let trimmed = path.trim_end_matches('/');
+    let ours = trimmed == BASE
+        || trimmed.starts_with(&format!("{BASE}/"))
+        || trimmed == "/api/authenticate";
+    if trimmed.len() < path.len() && ours {
+        let mut parts = request.head().uri.clone().into_parts();
+        let target = match parts.path_and_query.as_ref().and_then(|pq| pq.query()) {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(path_and_query) = PathAndQuery::try_from(target) {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                request.match_info_mut().get_mut().update(&uri);
+                request.head_mut().uri = uri;
+            }
+        }
+    }
+    next.call(request).await
+}
+
 /// Most request headers accepted, and most bytes in all of them together (names and values).
 /// Over either: 431 problem+json before any handler runs. actix-web's own parser answers a bare
 /// 431 (no body) only beyond its limits: more than 96 headers, or a head over its buffer.

@@ -255,3 +255,73 @@ async fn deleting_a_user_deletes_its_credentials() {
         problem(app.delete_user(&id).await, 404).await
     );
 }
+
+#[tokio::test]
+async fn every_route_also_answers_with_a_trailing_slash_as_leafs_examples_call_them() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    let token = Some(app.token.as_str());
+    let base = BASE;
+    let login = json!({"username": "alice", "password": "correct horse battery"});
+    let logged_in = app
+        .send(Method::POST, "/api/authenticate/", None, Some(&login))
+        .await;
+    assert_eq!(logged_in.status(), StatusCode::OK);
+    let created = app
+        .send(
+            Method::POST,
+            &format!("{base}/users/"),
+            token,
+            Some(&json!({"name": "Slash"})),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let user: Value = created.json().await.unwrap();
+    let id = user["id"].as_str().unwrap();
+    let listed = app
+        .send(
+            Method::GET,
+            &format!("{base}/users/?size=1&name=Slash"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert_eq!(
+        listed.headers()["x-total-count"],
+        "1",
+        "the query string is kept"
+    );
+    let updated = app
+        .send(
+            Method::PUT,
+            &format!("{base}/users/"),
+            token,
+            Some(&json!({"id": id, "name": "Slashed"})),
+        )
+        .await;
+    assert_eq!(updated.status(), StatusCode::OK);
+    let (slug, _, body) = crate::helpers::providers().remove(1);
+    let credential = format!("{base}/users/{id}/{slug}/");
+    let posted = app
+        .send(Method::POST, &credential, token, Some(&body))
+        .await;
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    for path in [
+        credential.clone(),
+        format!("{credential}status/"),
+        format!("{credential}events/"),
+    ] {
+        let read = app.send(Method::GET, &path, token, None).await;
+        assert_eq!(read.status(), StatusCode::OK, "{path}");
+    }
+    let deleted = app.send(Method::DELETE, &credential, token, None).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let gone = app
+        .send(Method::DELETE, &format!("{base}/users/{id}/"), token, None)
+        .await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    // Outside the API, a slash stays significant: Swagger UI lives at `/swagger-ui/`.
+    let ui = app.send(Method::GET, "/swagger-ui/", None, None).await;
+    assert_eq!(ui.status(), StatusCode::OK);
+}
