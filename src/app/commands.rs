@@ -189,6 +189,26 @@ impl Service {
         Ok(user)
     }
 
+    /// Changes the profile fields named in `changes` (null clears one) and leaves the rest;
+    /// answers with the user as it is after this request.
+    pub async fn patch_user(
+        &self,
+        owner_id: OwnerId,
+        user_id: UserId,
+        changes: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<UserView, AppError> {
+        let deadline = Instant::now() + CONFLICT_DEADLINE;
+        let _turn = self.turn(user_id, deadline).await?;
+        let command = UserCommand::Patch { owner_id, changes };
+        self.decide_and_append(user_id, command, SideWrites::default(), deadline)
+            .await?;
+        // Read in the user's turn: no other command of this node commits in between.
+        Ok(self
+            .user(owner_id, user_id)
+            .await?
+            .ok_or(user::UserError::UserNotFound)?)
+    }
+
     /// Decides `command` against the user's stream and appends the result at the version it
     /// was decided on; decided again after a lost race.
     pub async fn execute(

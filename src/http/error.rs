@@ -212,6 +212,7 @@ impl From<UserError> for ApiError {
             UserError::UserNotFound | UserError::NoCredential(_) => ApiError::NotFound(text),
             UserError::CredentialExists(_) => ApiError::PreconditionFailed(text),
             UserError::UserExists | UserError::StaleCredential => ApiError::Conflict(text),
+            UserError::InvalidProfile => ApiError::BadRequest(text),
         }
     }
 }

@@ -192,6 +192,7 @@ impl Modify for Constraints {
             update["properties"][provider.spec().object_name] = json!({"type": "object", "description": "Ignored: credentials change through their own endpoints."});
         }
         constrain(update, PROFILE);
+        constrain(&mut all["PatchLeafUser"], PROFILE);
         // `If-None-Match` means something only as `*`.
         for item in doc["paths"]
             .as_object_mut()

@@ -2,7 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::web::{Data, Query};
-use actix_web::{delete, get, post, put, HttpRequest, HttpResponse};
+use actix_web::{delete, get, patch, post, put, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::openapi::schema::RefBuilder;
@@ -126,6 +126,16 @@ with_profile_fields!(profile_struct! {
 });
 
 with_profile_fields!(profile_struct! {
+    /// Profile fields to change: a field given as text is set, one given as null is cleared,
+    /// and those left out keep their values. Credentials change through their own endpoints.
+    #[derive(Debug, Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[schema(example = json!({"phone": "+1 555 0100", "address": null}))]
+    #[allow(dead_code)] // `patch_user` validates the body against the field specs
+    pub struct PatchLeafUser {} {}
+});
+
+with_profile_fields!(profile_struct! {
     /// A Leaf user's new profile. Fields left out become null. Credentials change through their
     /// own endpoints: credential objects and `createdTime` in the body are ignored, so a user read
     /// with GET can be sent back as it is.
@@ -185,6 +195,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(list_users)
         .service(get_user)
         .service(update_user)
+        .service(patch_user)
         .service(delete_user);
 }
 
@@ -426,6 +437,44 @@ pub async fn update_user(
         .update_user(owner.0, user_id, profile(accepted)?)
         .await?;
     Ok(HttpResponse::Ok().json(leaf_user(updated)?))
+}
+
+#[utoipa::path(
+    tag = "Users",
+    operation_id = "patch_user",
+    summary = "Change some of a Leaf user's profile",
+    description = "Sets the profile fields given as text, clears those given as null, and leaves \
+        the others (and the credentials) as they are. Not in Leaf's API: a Leaf client never \
+        sends it.",
+    params(("id" = uuid::Uuid, Path, description = "The Leaf user's id")),
+    request_body = PatchLeafUser,
+    responses((status = 200, description = "The user after the change", body = LeafUser), WriteErrors),
+    security(("bearer" = [])),
+)]
+#[patch("/users/{id}")]
+pub async fn patch_user(
+    owner: Owner,
+    user: LeafUserId,
+    service: Data<Service>,
+    JsonBody(body): JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    // Types and sizes as everywhere; then every named field is a change, a blank one a clear.
+    let mut accepted =
+        validate_object(OBJECT, PROFILE, &body, &[]).map_err(ApiError::Validation)?;
+    let named: Vec<String> = body
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys().cloned())
+        .collect();
+    let changes = named
+        .into_iter()
+        .map(|name| {
+            let value = accepted.remove(&name).unwrap_or(Value::Null);
+            (name, value)
+        })
+        .collect();
+    let patched = service.patch_user(owner.0, user.0, changes).await?;
+    Ok(HttpResponse::Ok().json(leaf_user(patched)?))
 }
 
 #[utoipa::path(

@@ -325,3 +325,82 @@ async fn every_route_also_answers_with_a_trailing_slash_as_leafs_examples_call_t
     let ui = app.send(Method::GET, "/swagger-ui/", None, None).await;
     assert_eq!(ui.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn patch_changes_only_the_profile_fields_it_names() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    let token = Some(app.token.as_str());
+    let created: Value = app
+        .create_user(
+            &json!({"name": "Jane", "email": "jane@example.com", "address": "Farm Road 1"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let (slug, object, body) = providers().remove(1);
+    app.post_credentials(id, slug, &body).await;
+    let path = format!("{BASE}/users/{id}");
+    let patched = app
+        .send(
+            Method::PATCH,
+            &path,
+            token,
+            Some(&json!({"phone": "+1 555 0100", "address": null})),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(
+        (
+            &patched["name"],
+            &patched["email"],
+            &patched["phone"],
+            &patched["address"]
+        ),
+        (
+            &json!("Jane"),
+            &json!("jane@example.com"),
+            &json!("+1 555 0100"),
+            &Value::Null
+        )
+    );
+    assert!(patched[object].is_object(), "credentials are left alone");
+    let read: Value = app.get_user(id).await.json().await.unwrap();
+    assert_eq!(read, patched);
+
+    let stranger = app.owner_token("mallory").await;
+    let before = app.event_count();
+    for bad in [
+        json!({"colour": "green"}),
+        json!({"phone": 42}),
+        json!({"id": id}),
+    ] {
+        problem(app.send(Method::PATCH, &path, token, Some(&bad)).await, 400).await;
+    }
+    let nobody = format!("{BASE}/users/{}", uuid::Uuid::new_v4());
+    problem(
+        app.send(Method::PATCH, &nobody, token, Some(&json!({"name": "x"})))
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        app.send(
+            Method::PATCH,
+            &path,
+            Some(&stranger),
+            Some(&json!({"name": "x"})),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let unchanged = app
+        .send(Method::PATCH, &path, token, Some(&json!({})))
+        .await;
+    assert_eq!(unchanged.status(), StatusCode::OK);
+    assert_eq!(app.event_count(), before, "nothing written");
+}

@@ -43,6 +43,24 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
                 profile,
             }])
         }
+        UserCommand::Patch { owner_id, changes } => {
+            let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
+            let mut merged = match serde_json::to_value(&user.profile) {
+                Ok(serde_json::Value::Object(fields)) => fields,
+                _ => serde_json::Map::new(),
+            };
+            merged.extend(changes);
+            let profile: crate::domain::event::UserProfile =
+                serde_json::from_value(serde_json::Value::Object(merged))
+                    .map_err(|_| UserError::InvalidProfile)?;
+            if user.profile == profile {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::UserUpdated {
+                user_id: user.id,
+                profile,
+            }])
+        }
         UserCommand::Delete { owner_id } => {
             let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
             Ok(vec![E::UserDeleted { user_id: user.id }])

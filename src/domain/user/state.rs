@@ -76,6 +76,12 @@ pub enum UserCommand {
         owner_id: OwnerId,
         profile: UserProfile,
     },
+    /// Profile fields to change, by JSON name: a string sets one, null clears it; the fields
+    /// not named keep their values.
+    Patch {
+        owner_id: OwnerId,
+        changes: serde_json::Map<String, serde_json::Value>,
+    },
     Delete {
         owner_id: OwnerId,
     },
@@ -118,4 +124,6 @@ pub enum UserError {
     CredentialExists(Provider),
     #[error("the credential was replaced or deleted")]
     StaleCredential,
+    #[error("profile fields are text or null")]
+    InvalidProfile,
 }
