@@ -1,7 +1,7 @@
 //! `/users`: the API owner's Leaf users.
 
 use actix_web::http::header;
-use actix_web::web::{Data, Query};
+use actix_web::web::Data;
 use actix_web::{delete, get, patch, post, put, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -18,7 +18,7 @@ use crate::domain::fields::{validate_object, FieldError, FieldKind, FieldSpec};
 use crate::domain::provider::ProviderSpec;
 use crate::domain::user::UserCommand;
 use crate::domain::{Provider, Timestamp, UserId};
-use crate::store::{CredentialView, UserQuery, UserView};
+use crate::store::{CredentialView, SortBy, UserQuery, UserSortKey, UserView};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -296,9 +296,17 @@ pub async fn create_user(
     tag = "Users",
     operation_id = "list_users",
     summary = "List Leaf users",
-    description = "The owner's Leaf users, oldest first, one page at a time. `X-Total-Count` \
-        holds the number of matching users and `Link` the first, previous, next and last pages.",
-    params(ListUsersParams),
+    description = "The owner's Leaf users, oldest first unless `sort` says otherwise, one page at a \
+        time. `X-Total-Count` holds the number of matching users and `Link` the first, previous, \
+        next and last pages.",
+    params(
+        ListUsersParams,
+        ("sort" = Option<Vec<String>>, Query, style = Form, explode,
+            description = "Sort keys, most significant first, as `property` or \
+            `property,asc|desc` (Spring's form; `property,property,desc` sorts both descending); \
+            repeatable. Properties: `id`, `name`, `email`, `phone`, `address`, `externalId`, \
+            `createdTime`. Creation order breaks ties."),
+    ),
     responses(
         (status = 200, description = "One page of users", body = Vec<LeafUser>,
             headers(
@@ -314,8 +322,18 @@ pub async fn list_users(
     owner: Owner,
     service: Data<Service>,
     request: HttpRequest,
-    Query(params): Query<ListUsersParams>,
 ) -> Result<HttpResponse, ApiError> {
+    // `sort` may be repeated, which the one-value-per-name query parser refuses: it is read on
+    // its own, the rest as usual.
+    let (sorts, rest): (Vec<_>, Vec<_>) = form_urlencoded::parse(request.query_string().as_bytes())
+        .into_owned()
+        .partition(|(name, _)| name == "sort");
+    let rest = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    let params: ListUsersParams = serde_urlencoded::from_str(&rest)
+        .map_err(|error| ApiError::BadRequest(format!("bad query parameters: {error}")))?;
+    let sort = sort_keys(sorts.iter().map(|(_, value)| value.as_str()))?;
     let page = params.page.unwrap_or(0);
     let size = params.size.unwrap_or(i64::from(DEFAULT_PAGE_SIZE));
     // The documented range is that of a Java int, as on Leaf.
@@ -346,6 +364,7 @@ pub async fn list_users(
         email: params.email,
         name: params.name,
         external_id: params.external_id,
+        sort,
         page,
         size,
     };
@@ -361,7 +380,42 @@ pub async fn list_users(
         .json(users))
 }
 
-/// JHipster's `Link` header: first, prev, next and last pages, filters kept.
+/// The sort keys of `sort` values (`property` or `property,…,asc|desc`), each property at most
+/// once.
+fn sort_keys<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<SortBy>, ApiError> {
+    let mut keys: Vec<SortBy> = Vec::new();
+    for value in values {
+        let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+        let descending = match parts.last().map(|p| p.to_ascii_lowercase()) {
+            Some(direction) if direction == "desc" || direction == "asc" => {
+                parts.pop();
+                direction == "desc"
+            }
+            _ => false,
+        };
+        if parts.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "`sort={value}` names no property"
+            )));
+        }
+        for part in parts {
+            let key = UserSortKey::named(part).ok_or_else(|| {
+                let known: Vec<&str> = UserSortKey::ALL.iter().map(|(n, _)| *n).collect();
+                ApiError::BadRequest(format!(
+                    "users cannot be sorted by `{part}` (known: {})",
+                    known.join(", ")
+                ))
+            })?;
+            if keys.iter().any(|k| k.key == key) {
+                return Err(ApiError::BadRequest(format!("`{part}` is sorted by twice")));
+            }
+            keys.push(SortBy { key, descending });
+        }
+    }
+    Ok(keys)
+}
+
+/// JHipster's `Link` header: first, prev, next and last pages, filters and order kept.
 fn page_links(path: &str, query: &UserQuery, total: u64) -> String {
     let last = total.div_ceil(u64::from(query.size)).saturating_sub(1);
     let url = |page: u64| {
@@ -374,6 +428,10 @@ fn page_links(path: &str, query: &UserQuery, total: u64) -> String {
             if let Some(value) = value {
                 pairs.push((key, value.clone()));
             }
+        }
+        for sort in &query.sort {
+            let direction = if sort.descending { "desc" } else { "asc" };
+            pairs.push(("sort", format!("{},{direction}", sort.key.name())));
         }
         format!(
             "{path}?{}",

@@ -574,6 +574,25 @@ pub async fn the_user_list_pages_and_filters_oldest_first(store: SharedStore) {
         ids(store.users(alice, named).await.unwrap()),
         (vec![users[3]], 1)
     );
+    // Sorted by email (odd before even) descending, then by name descending.
+    let sorted = UserQuery {
+        sort: vec![
+            super::SortBy {
+                key: super::UserSortKey::Email,
+                descending: true,
+            },
+            super::SortBy {
+                key: super::UserSortKey::Name,
+                descending: true,
+            },
+        ],
+        size: 10,
+        ..UserQuery::default()
+    };
+    assert_eq!(
+        ids(store.users(alice, sorted).await.unwrap()),
+        (vec![users[3], users[1], users[4], users[2], users[0]], 5)
+    );
 }
 
 pub async fn new_and_requested_credentials_are_due_and_checked_ones_wait(store: SharedStore) {

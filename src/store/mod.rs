@@ -148,14 +148,60 @@ pub struct ExchangeView {
     pub recorded_at: Timestamp,
 }
 
-/// Filters and page of `GET /users`.
+/// Filters, order and page of `GET /users`.
 #[derive(Clone, Debug, Default)]
 pub struct UserQuery {
     pub email: Option<String>,
     pub name: Option<String>,
     pub external_id: Option<String>,
+    /// Sort keys, most significant first; creation order breaks ties (and is the order when
+    /// there are none).
+    pub sort: Vec<SortBy>,
     pub page: u32,
     pub size: u32,
+}
+
+/// What a user list can be sorted by: a user's id, a profile field or its creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserSortKey {
+    Id,
+    Name,
+    Email,
+    Phone,
+    Address,
+    ExternalId,
+    CreatedTime,
+}
+
+impl UserSortKey {
+    /// Every key, by the name a `sort` parameter gives it (the user's JSON field name).
+    pub const ALL: [(&'static str, UserSortKey); 7] = [
+        ("id", UserSortKey::Id),
+        ("name", UserSortKey::Name),
+        ("email", UserSortKey::Email),
+        ("phone", UserSortKey::Phone),
+        ("address", UserSortKey::Address),
+        ("externalId", UserSortKey::ExternalId),
+        ("createdTime", UserSortKey::CreatedTime),
+    ];
+
+    pub fn named(name: &str) -> Option<UserSortKey> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+/// One sort key and its direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortBy {
+    pub key: UserSortKey,
+    pub descending: bool,
 }
 
 /// A credential whose background check is due.

@@ -404,3 +404,50 @@ async fn patch_changes_only_the_profile_fields_it_names() {
     assert_eq!(unchanged.status(), StatusCode::OK);
     assert_eq!(app.event_count(), before, "nothing written");
 }
+
+#[tokio::test]
+async fn the_user_list_sorts_by_repeated_sort_keys_and_its_links_keep_them() {
+    let mut app = spawn_app().await;
+    for (name, email) in [
+        ("b", "x@example.com"),
+        ("a", "y@example.com"),
+        ("c", "x@example.com"),
+    ] {
+        app.create_user(&json!({"name": name, "email": email}))
+            .await;
+        app.advance_clock(chrono::Duration::seconds(1)).await;
+    }
+    let names = |users: Vec<Value>| -> Vec<String> {
+        users
+            .iter()
+            .map(|u| u["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (query, expected) in [
+        ("", ["b", "a", "c"]),
+        ("?sort=name", ["a", "b", "c"]),
+        ("?sort=name,desc", ["c", "b", "a"]),
+        ("?sort=email,asc&sort=name,desc", ["c", "b", "a"]),
+        ("?sort=email,desc&sort=name", ["a", "b", "c"]),
+        ("?sort=email,name,desc", ["a", "c", "b"]),
+        ("?sort=createdTime,DESC", ["c", "a", "b"]),
+    ] {
+        let listed = app.list_users(query).await;
+        assert_eq!(listed.status(), StatusCode::OK, "{query}");
+        assert_eq!(names(listed.json().await.unwrap()), expected, "{query}");
+    }
+    let paged = app.list_users("?size=1&sort=name,desc").await;
+    let link = paged.headers()["link"].to_str().unwrap().to_owned();
+    assert!(link.contains("sort=name%2Cdesc"), "{link}");
+    assert_eq!(names(paged.json().await.unwrap()), ["c"]);
+    let before = app.event_count();
+    for bad in [
+        "?sort=colour",
+        "?sort=name&sort=name,desc",
+        "?sort=desc",
+        "?sort=",
+    ] {
+        problem(app.list_users(bad).await, 400).await;
+    }
+    assert_eq!(app.event_count(), before);
+}

@@ -5,7 +5,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::domain::event::UserProfile;
 use crate::domain::{CredentialId, CredentialStatus, OwnerId, Provider, Timestamp, UserId};
 use crate::store::{
-    CredentialView, DueCheck, ExchangeView, OwnerView, StoreError, UserQuery, UserView, WrappedKey,
+    CredentialView, DueCheck, ExchangeView, OwnerView, StoreError, UserQuery, UserSortKey,
+    UserView, WrappedKey,
 };
 
 fn corrupt(what: &str) -> StoreError {
@@ -201,9 +202,23 @@ pub fn users_of(
     let offset = u64::from(query.page) * u64::from(query.size);
     values.push(&query.size);
     values.push(&offset);
+    let mut order = String::new();
+    for sort in &query.sort {
+        let column = match sort.key {
+            UserSortKey::Id => "id",
+            UserSortKey::Name => "name",
+            UserSortKey::Email => "email",
+            UserSortKey::Phone => "phone",
+            UserSortKey::Address => "address",
+            UserSortKey::ExternalId => "external_id",
+            UserSortKey::CreatedTime => "created_at",
+        };
+        let direction = if sort.descending { "DESC" } else { "ASC" };
+        order.push_str(&format!("{column} {direction}, "));
+    }
     let raws: Vec<RawUser> = conn
         .prepare_cached(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY seq LIMIT ? OFFSET ?"
+            "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY {order}seq LIMIT ? OFFSET ?"
         ))?
         .query_map(values.as_slice(), raw_user)?
         .collect::<rusqlite::Result<_>>()?;
