@@ -119,8 +119,8 @@ struct ServeArgs {
     #[arg(long, env = "CREDENTIAL_LEDGER_WORKERS", default_value_t = 0)]
     workers: usize,
     /// A provider's token endpoint: `PROVIDER[:stage|production]=URL`, e.g.
-    /// `raven=https://…/token` (repeat, or comma-separate in the variable). John Deere defaults
-    /// to its published endpoint; AgLeader and Raven publish none, so set theirs.
+    /// `raven=https://…/token` (repeat, or comma-separate in the variable). Overrides a
+    /// provider's published endpoint; CLAAS and Lindsay publish none, so set theirs.
     #[arg(
         long = "token-url",
         env = "CREDENTIAL_LEDGER_TOKEN_URLS",

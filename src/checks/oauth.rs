@@ -422,9 +422,14 @@ fn classify(
                     CredentialStatus::MissingPermission,
                     said("the provider refused access"),
                 ),
-                _ => result(
+                _ if code == 400 || code == 401 => result(
                     CredentialStatus::Unauthenticated,
                     said("the provider refused the credential"),
+                ),
+                // A 404 or 405 says more about the endpoint configured than the credential.
+                _ => result(
+                    CredentialStatus::TemporarilyUnavailable,
+                    said("the token endpoint answered unexpectedly; checks go on"),
                 ),
             }
         }
@@ -507,6 +512,11 @@ mod tests {
                 assert!(kept.reason.contains("status kept"), "{}", kept.reason);
             }
         }
+        assert_eq!(
+            classify(404, None, "", CredentialStatus::Ok, &[], at()).status,
+            CredentialStatus::TemporarilyUnavailable,
+            "a wrong endpoint is not a revoked credential"
+        );
         assert_eq!(
             by_error(503, "invalid_grant").status,
             CredentialStatus::TemporarilyUnavailable,
