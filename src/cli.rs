@@ -91,6 +91,7 @@ impl DatabaseArgs {
             synchronous_full: !self.relaxed_durability,
             max_batch: self.write_batch,
             integrity_check: !self.skip_integrity_check,
+            ..StoreOptions::default()
         }
     }
 }

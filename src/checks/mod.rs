@@ -252,8 +252,16 @@ impl Worker {
             }
         }
         // The provider may have rotated the refresh token already: a result that storage
-        // could not take now is offered again a few times rather than lost at once.
-        let mut waits = [100, 400, 1600, 6400].into_iter();
+        // could not take now is offered again, a few times, and one that carries a new refresh
+        // token for as long as this process lives (the old token may be dead at the provider
+        // now). The credential's slot stays taken meanwhile, so no other check sends the old one.
+        let rotated = result
+            .tokens
+            .as_ref()
+            .is_some_and(|tokens| tokens.refresh_token.is_some());
+        let mut waits = [100, 400, 1600, 6400]
+            .into_iter()
+            .chain(std::iter::repeat(10_000).take_while(move |_| rotated));
         let recorded = loop {
             let recorded = self
                 .service
@@ -266,7 +274,10 @@ impl Worker {
                 )
                 .await;
             match (recorded, waits.next()) {
-                (Err(AppError::Store(StoreError::Unavailable(_))), Some(wait_ms)) => {
+                (Err(AppError::Store(StoreError::Unavailable(error))), Some(wait_ms)) => {
+                    if wait_ms >= 10_000 {
+                        tracing::warn!(credential = %id, error = %chain(&error), "storage cannot take a rotated refresh token yet; holding it and trying again");
+                    }
                     tokio::time::sleep(Duration::from_millis(wait_ms)).await
                 }
                 (recorded, _) => break recorded,

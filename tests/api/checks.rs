@@ -895,3 +895,41 @@ async fn a_credential_that_cannot_be_checked_says_why_and_its_provider_is_never_
         assert_eq!(credential["status"], "OK", "{slug}: Leaf's starting status");
     }
 }
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_held_until_storage_takes_it() {
+    // The provider answers a moment after the request, so the test can take the write lock
+    // between the two: the rotation happened at the provider, and storage refuses to take it.
+    let provider = FakeProvider::start(ok_reply().after(Duration::from_millis(300))).await;
+    let app = crate::helpers::spawn_configured(None, |s| {
+        s.checks = settings(&provider.url);
+        s.store.busy_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let user = app.new_user().await;
+    app.post_credentials(&user, RAVEN, &raven_body("rt-1"))
+        .await;
+    eventually("the provider was asked", || async {
+        provider.seen().len() == 1
+    })
+    .await;
+    let lock = app.sqlite();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Longer than the few quick retries a result without a new refresh token gets (8.5 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let credential = raven(&app, &user).await;
+    assert_eq!(credential["refreshToken"], "rt-1", "not stored yet");
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let mut stored = false;
+    for _ in 0..60 {
+        if raven(&app, &user).await["refreshToken"] == "rotated-rt-1" {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(stored, "the rotated refresh token was kept and stored");
+    assert_eq!(raven(&app, &user).await["status"], "OK");
+    assert_eq!(provider.seen().len(), 1, "the old token was not sent again");
+}

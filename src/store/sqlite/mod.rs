@@ -100,6 +100,9 @@ pub struct StoreOptions {
     /// Run SQLite's `quick_check` on open and refuse a damaged database (it reads every page:
     /// about a second per GB).
     pub integrity_check: bool,
+    /// How long the writer waits for a lock another process holds before the write fails as
+    /// unavailable (503).
+    pub busy_timeout: std::time::Duration,
 }
 
 /// Default `max_batch`.
@@ -111,6 +114,7 @@ impl Default for StoreOptions {
             synchronous_full: true,
             max_batch: DEFAULT_MAX_BATCH,
             integrity_check: true,
+            busy_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -136,6 +140,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         schema::set_page_size_of_new_database(&conn)?;
         schema::configure(&conn, options.synchronous_full)?;
+        conn.busy_timeout(options.busy_timeout)?;
         if options.integrity_check && !was_empty {
             schema::check_integrity(&conn)?;
         }
