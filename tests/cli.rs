@@ -43,11 +43,18 @@ fn collect(
 
 /// Every provider whose credentials are checked by a token refresh, at a loopback port where
 /// nothing listens: a test's server never calls out to a provider's published endpoint.
-const LOOPBACK_TOKEN_URLS: &str = "ag-leader=http://127.0.0.1:9/token,\
-    claas=http://127.0.0.1:9/token,climate-field-view=http://127.0.0.1:9/token,\
-    cnhi=http://127.0.0.1:9/token,cnhi-field-ops=http://127.0.0.1:9/token,\
-    john-deere=http://127.0.0.1:9/token,lindsay=http://127.0.0.1:9/token,\
-    raven=http://127.0.0.1:9/token,trimble=http://127.0.0.1:9/token";
+fn loopback_token_urls() -> String {
+    use credential_ledger::domain::provider::CheckKind;
+    credential_ledger::domain::Provider::ALL
+        .iter()
+        .filter(|p| matches!(p.spec().check, CheckKind::OAuthRefresh(_)))
+        .map(|p| {
+            let name = credential_ledger::config::short_name(*p);
+            format!("{name}=http://127.0.0.1:9/token")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 impl Server {
     /// Starts `serve` on a free port and waits (bounded) until it listens.
@@ -70,7 +77,7 @@ impl Server {
             .env("CREDENTIAL_LEDGER_LOGIN_RATE", "1000000")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .env("CREDENTIAL_LEDGER_TOKEN_URLS", LOOPBACK_TOKEN_URLS)
+            .env("CREDENTIAL_LEDGER_TOKEN_URLS", loopback_token_urls())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -234,7 +241,7 @@ fn secrets_never_reach_the_logs_and_mask_secrets_hides_them_from_answers() {
     let database = dir.path().join("ledger.sqlite");
     let server = Server::start_with(
         &database,
-        &["--mask-secrets", "--token-url", LOOPBACK_TOKEN_URLS],
+        &["--mask-secrets", "--token-url", &loopback_token_urls()],
         &[("RUST_LOG", "debug")],
     );
     let (port, password) = (server.port, server.printed("password: ").unwrap());

@@ -247,7 +247,7 @@ impl Worker {
             match secrets.seal_tokens(&credential, tokens) {
                 Ok(sealed) => result.tokens = Some(sealed),
                 Err(error) => {
-                    return tracing::warn!(credential = %id, error = %chain(&error), "cannot seal new tokens")
+                    return tracing::error!(credential = %id, error = %chain(&error), "cannot seal the tokens the provider issued: they are lost, and a rotated refresh token with them")
                 }
             }
         }
@@ -289,6 +289,9 @@ impl Worker {
             }
             Err(AppError::User(UserError::StaleCredential)) => {
                 tracing::info!(credential = %id, "discarded the result of a check: the credential was replaced or deleted")
+            }
+            Err(error) if rotated => {
+                tracing::error!(credential = %id, error = %chain(&error), "could not record a check: the rotated refresh token it carried is lost")
             }
             Err(error) => {
                 tracing::warn!(credential = %id, error = %chain(&error), "could not record a check")

@@ -418,6 +418,11 @@ fn classify(
                     current_status,
                     said("the provider called this service's request malformed; status kept"),
                 ),
+                // The provider's own trouble, whatever the status code says.
+                Some("temporarily_unavailable" | "server_error") => result(
+                    CredentialStatus::TemporarilyUnavailable,
+                    said("the provider is in trouble; checks go on"),
+                ),
                 _ if code == 403 => result(
                     CredentialStatus::MissingPermission,
                     said("the provider refused access"),
@@ -511,6 +516,13 @@ mod tests {
                 );
                 assert!(kept.reason.contains("status kept"), "{}", kept.reason);
             }
+        }
+        for trouble in ["temporarily_unavailable", "server_error"] {
+            assert_eq!(
+                by_error(400, trouble).status,
+                CredentialStatus::TemporarilyUnavailable,
+                "{trouble}"
+            );
         }
         assert_eq!(
             classify(404, None, "", CredentialStatus::Ok, &[], at()).status,

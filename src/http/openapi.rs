@@ -111,6 +111,9 @@ fn constrain(schema: &mut Value, fields: &[FieldSpec]) {
         let Some(property) = schema["properties"].get_mut(field.json_name()) else {
             continue;
         };
+        if !field.echoed {
+            property["writeOnly"] = json!(true);
+        }
         if matches!(field.kind, FieldKind::Plain | FieldKind::Secret) {
             property["maxLength"] = json!(MAX_FIELD_LEN);
             if field.required {
@@ -216,6 +219,9 @@ impl Modify for Constraints {
         for parameter in list["parameters"].as_array_mut().into_iter().flatten() {
             if super::users::FILTERS.contains(&parameter["name"].as_str().unwrap_or("")) {
                 parameter["schema"]["maxLength"] = json!(super::users::MAX_FILTER_CHARS);
+            }
+            if parameter["name"] == "sort" {
+                parameter["schema"]["items"]["pattern"] = json!(super::users::sort_pattern());
             }
         }
         // Only this function's edits can fail to parse back: a bug that every test would hit.

@@ -380,12 +380,19 @@ pub async fn list_users(
         .json(users))
 }
 
-/// The sort keys of `sort` values (`property` or `property,…,asc|desc`), each property at most
-/// once.
+/// The JSON Schema `pattern` of one `sort` value, as `sort_keys` reads it.
+pub fn sort_pattern() -> String {
+    let names: Vec<&str> = UserSortKey::ALL.iter().map(|(n, _)| *n).collect();
+    let property = format!("({})", names.join("|"));
+    format!("^{property}(,{property})*(,([aA][sS][cC]|[dD][eE][sS][cC]))?$")
+}
+
+/// The sort keys of `sort` values (`property` or `property,…,asc|desc`, the direction in any
+/// case). An empty value is ignored, as is a property named again (its first place counts).
 fn sort_keys<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<SortBy>, ApiError> {
     let mut keys: Vec<SortBy> = Vec::new();
-    for value in values {
-        let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    for value in values.filter(|v| !v.is_empty()) {
+        let mut parts: Vec<&str> = value.split(',').collect();
         let descending = match parts.last().map(|p| p.to_ascii_lowercase()) {
             Some(direction) if direction == "desc" || direction == "asc" => {
                 parts.pop();
@@ -406,10 +413,9 @@ fn sort_keys<'a>(values: impl Iterator<Item = &'a str>) -> Result<Vec<SortBy>, A
                     known.join(", ")
                 ))
             })?;
-            if keys.iter().any(|k| k.key == key) {
-                return Err(ApiError::BadRequest(format!("`{part}` is sorted by twice")));
+            if !keys.iter().any(|k| k.key == key) {
+                keys.push(SortBy { key, descending });
             }
-            keys.push(SortBy { key, descending });
         }
     }
     Ok(keys)

@@ -102,8 +102,19 @@ async fn a_new_credential_is_checked_at_once_and_its_rotated_tokens_are_kept() {
     let provider = FakeProvider::start(ok_reply()).await;
     let mut app = spawn_app_with(settings(&provider.url), None).await;
     let user = app.new_user().await;
-    app.post_credentials(&user, RAVEN, &raven_body("rt-1"))
-        .await;
+    let created: Value = app
+        .post_credentials(&user, RAVEN, &raven_body("rt-1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&created["lastCheckedTime"], &created["statusReason"]),
+        (
+            &Value::Null,
+            &json!("not checked yet: the status is the one every new credential starts with")
+        )
+    );
 
     eventually("the new credential was checked", || async {
         events(&app, &user).await.len() == 1
@@ -820,11 +831,12 @@ async fn an_oauth_error_code_decides_before_the_http_status() {
     })
     .await;
     for (error, status) in [
-        ("invalid_scope", "MISSING_PERMISSION"),
-        ("unauthorized_client", "MISSING_PERMISSION"),
         ("invalid_client", "UNAUTHENTICATED"),
-        // Our request's fault, not the grower's: the status stays what it was.
-        ("invalid_request", "UNAUTHENTICATED"),
+        ("invalid_scope", "MISSING_PERMISSION"),
+        // Our request's fault, not the grower's: the status stays what it was (a 400 without
+        // a known code would be UNAUTHENTICATED).
+        ("invalid_request", "MISSING_PERMISSION"),
+        ("unauthorized_client", "MISSING_PERMISSION"),
     ] {
         provider.set_default(Reply::json(400, json!({ "error": error })));
         let before = recorded_exchanges(&app);
@@ -839,9 +851,14 @@ async fn an_oauth_error_code_decides_before_the_http_status() {
         let reason = credential["statusReason"].as_str().unwrap();
         assert!(reason.contains(error), "{error}: {reason}");
     }
+    let logs = crate::helpers::logs();
     assert!(
-        crate::helpers::logs().contains("invalid_client"),
+        logs.contains("invalid_client") && logs.contains("every credential of this application"),
         "an invalid_client is logged for the operator"
+    );
+    assert!(
+        logs.contains("a bug in this service"),
+        "an invalid_request is logged as ours"
     );
 }
 

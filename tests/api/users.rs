@@ -431,6 +431,11 @@ async fn the_user_list_sorts_by_repeated_sort_keys_and_its_links_keep_them() {
         ("?sort=email,desc&sort=name", ["a", "b", "c"]),
         ("?sort=email,name,desc", ["a", "c", "b"]),
         ("?sort=createdTime,DESC", ["c", "a", "b"]),
+        // b and c share an email: creation order breaks the tie.
+        ("?sort=email", ["b", "c", "a"]),
+        // An empty value is ignored; a property named again keeps its first place.
+        ("?sort=", ["b", "a", "c"]),
+        ("?sort=name,desc&sort=name", ["c", "b", "a"]),
     ] {
         let listed = app.list_users(query).await;
         assert_eq!(listed.status(), StatusCode::OK, "{query}");
@@ -443,9 +448,10 @@ async fn the_user_list_sorts_by_repeated_sort_keys_and_its_links_keep_them() {
     let before = app.event_count();
     for bad in [
         "?sort=colour",
-        "?sort=name&sort=name,desc",
         "?sort=desc",
-        "?sort=",
+        "?sort=name,%20desc",
+        "?sort=NAME",
+        "?sort=name,",
     ] {
         problem(app.list_users(bad).await, 400).await;
     }

@@ -174,7 +174,8 @@ pub fn user_of(
     .transpose()
 }
 
-/// One page of the owner's users, oldest first, and the total matching the filters. Only the
+/// One page of the owner's users, in `query.sort` order (oldest first without one), and the
+/// total matching the filters. Only the
 /// filters given are in the SQL: written as `(?2 IS NULL OR email = ?2)`, SQLite reads every
 /// one of the owner's rows to test them, where `owner_id = ?1` alone counts from the
 /// `users_by_owner` index.

@@ -242,18 +242,21 @@ fn add_check_columns(conn: &Connection) -> rusqlite::Result<usize> {
          ALTER TABLE credentials ADD COLUMN status_reason TEXT;",
     )?;
     let checked = conn.execute(
+        // With max(), SQLite takes the bare columns from the row holding the maximum: the
+        // credential's last check in ledger order, as a rebuild applies them.
         "UPDATE credentials SET last_checked_at = last.at
-         FROM (SELECT payload ->> 'credentialId' AS id, max(recorded_at) AS at FROM events
-               WHERE event_type = 'CredentialChecked' GROUP BY 1) AS last
+         FROM (SELECT payload ->> 'credentialId' AS id, recorded_at AS at, max(position)
+               FROM events WHERE event_type = 'CredentialChecked' GROUP BY 1) AS last
          WHERE credentials.id = last.id",
         [],
     )?;
-    // With max(), SQLite takes the bare column from the row holding the maximum.
+    // A status change without a reason keeps the one before, as the projection does.
     conn.execute(
         "UPDATE credentials SET status_reason = last.reason
          FROM (SELECT payload ->> 'credentialId' AS id, payload ->> 'reason' AS reason,
                       max(position) FROM events
-               WHERE event_type = 'CredentialStatusChanged' GROUP BY 1) AS last
+               WHERE event_type = 'CredentialStatusChanged' AND payload ->> 'reason' IS NOT NULL
+               GROUP BY 1) AS last
          WHERE credentials.id = last.id",
         [],
     )?;
