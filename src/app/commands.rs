@@ -386,6 +386,23 @@ impl Service {
         Ok(appended.recorded)
     }
 
+    /// Records that the credential cannot be checked with this configuration, and why: it is
+    /// not due again until it is replaced or a check is asked for.
+    pub async fn park_check(
+        &self,
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        reason: String,
+    ) -> Result<(), AppError> {
+        let command = UserCommand::ParkCheck {
+            credential_id,
+            provider,
+            reason,
+        };
+        self.execute(user_id, command).await.map(|_| ())
+    }
+
     /// The append of `exchanges` to the credential's exchange log, and their contents.
     async fn exchange_log(
         &self,

@@ -240,7 +240,28 @@ impl Worker {
             .check(&credential, &self.settings, self.service.clock().as_ref())
             .await;
         let Some((mut result, exchanges)) = checked else {
-            return tracing::warn!(credential = %id, "no endpoint configured to check this credential");
+            // Configured for another environment only: parked, or it would be due (and first
+            // in line) on every tick.
+            let environment = credential
+                .fields
+                .get("clientEnvironment")
+                .and_then(|v| v.as_str())
+                .unwrap_or("its environment");
+            let reason = format!(
+                "not checked: no token endpoint is configured for {} {environment} (--token-url {}:{}=URL, then ask for a check)",
+                spec.name,
+                crate::config::short_name(provider),
+                environment.to_ascii_lowercase(),
+            );
+            tracing::warn!(credential = %id, %reason, "parked a credential");
+            let parked = self
+                .service
+                .park_check(credential.user_id, id, provider, reason)
+                .await;
+            if let Err(error) = parked {
+                tracing::warn!(credential = %id, error = %chain(&error), "could not park a credential");
+            }
+            return;
         };
         let (status, reason) = (result.status, result.reason.clone());
         if let Some(tokens) = result.tokens.take() {

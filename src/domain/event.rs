@@ -206,6 +206,14 @@ pub enum DomainEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The worker cannot check the credential with this configuration (no endpoint for its
+    /// environment): no check is due until it is replaced or a check is asked for.
+    CredentialCheckParked {
+        user_id: UserId,
+        credential_id: CredentialId,
+        provider: Provider,
+        reason: String,
+    },
     /// Someone asked for a check now.
     CredentialCheckRequested {
         user_id: UserId,
@@ -232,6 +240,7 @@ impl DomainEvent {
             Self::CredentialStatusChanged { .. } => "CredentialStatusChanged",
             Self::CredentialTokensRotated { .. } => "CredentialTokensRotated",
             Self::CredentialChecked { .. } => "CredentialChecked",
+            Self::CredentialCheckParked { .. } => "CredentialCheckParked",
             Self::CredentialCheckRequested { .. } => "CredentialCheckRequested",
             Self::ProviderExchangeRecorded { .. } => "ProviderExchangeRecorded",
         }

@@ -950,3 +950,60 @@ async fn a_rotated_refresh_token_is_held_until_storage_takes_it() {
     assert_eq!(raven(&app, &user).await["status"], "OK");
     assert_eq!(provider.seen().len(), 1, "the old token was not sent again");
 }
+
+#[tokio::test]
+async fn a_credential_whose_environment_has_no_endpoint_is_parked_with_a_reason_not_retried() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    let mut health = settings(&provider.url);
+    health.token_urls = vec![format!("claas:stage={}", provider.url)
+        .parse::<TokenUrl>()
+        .unwrap()];
+    let app = spawn_app_with(health, None).await;
+    let (production, stage) = (app.new_user().await, app.new_user().await);
+    let body = crate::helpers::providers()
+        .into_iter()
+        .find(|(slug, _, _)| *slug == "claas-credentials")
+        .unwrap()
+        .2;
+    let mut staged = body.clone();
+    staged["clientEnvironment"] = json!("STAGE");
+    app.post_credentials(&production, "claas-credentials", &body)
+        .await;
+    app.post_credentials(&stage, "claas-credentials", &staged)
+        .await;
+    let claas = |user: String| {
+        let app = &app;
+        async move { app.credentials_json(&user, "claas-credentials").await }
+    };
+    eventually("the STAGE credential was checked", || async {
+        !claas(stage.clone()).await["lastCheckedTime"].is_null()
+    })
+    .await;
+    eventually("the PRODUCTION one was parked", || async {
+        claas(production.clone()).await["statusReason"]
+            == "not checked: no token endpoint is configured for CLAAS PRODUCTION \
+                (--token-url claas:production=URL, then ask for a check)"
+    })
+    .await;
+    // Many ticks later: parked once, never sent, never due again.
+    settle().await;
+    settle().await;
+    let parked: i64 = app
+        .sqlite()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE event_type = 'CredentialCheckParked'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(parked, 1);
+    assert_eq!(
+        provider.seen().len(),
+        1,
+        "only the STAGE credential was sent"
+    );
+    assert_eq!(
+        claas(production.clone()).await["lastCheckedTime"],
+        Value::Null
+    );
+}

@@ -149,6 +149,22 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
             });
             Ok(events)
         }
+        UserCommand::ParkCheck {
+            credential_id,
+            provider,
+            reason,
+        } => {
+            let UserState::Live(user) = state else {
+                return Err(UserError::StaleCredential);
+            };
+            current_credential(user, provider, credential_id)?;
+            Ok(vec![E::CredentialCheckParked {
+                user_id: user.id,
+                credential_id,
+                provider,
+                reason,
+            }])
+        }
         UserCommand::RequestCheck {
             owner_id,
             provider,

@@ -108,6 +108,11 @@ pub fn evolve(state: UserState, event: &DomainEvent) -> UserState {
                 credential.consecutive_failures = *consecutive_failures;
             }
         }
+        E::CredentialCheckParked { provider, .. } => {
+            if let Some(credential) = user.credentials.get_mut(provider) {
+                credential.next_check_at = None;
+            }
+        }
         E::CredentialCheckRequested { provider, at, .. } => {
             if let Some(credential) = user.credentials.get_mut(provider) {
                 credential.next_check_at = Some(*at);

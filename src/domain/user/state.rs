@@ -76,6 +76,12 @@ pub enum UserCommand {
         owner_id: OwnerId,
         profile: UserProfile,
     },
+    /// No check of the credential is possible with this configuration; says why.
+    ParkCheck {
+        credential_id: CredentialId,
+        provider: Provider,
+        reason: String,
+    },
     /// Profile fields to change, by JSON name: a string sets one, null clears it; the fields
     /// not named keep their values.
     Patch {

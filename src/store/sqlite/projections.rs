@@ -164,6 +164,13 @@ pub fn apply_to(
                 },
             )?;
         }
+        E::CredentialCheckParked {
+            credential_id,
+            reason,
+            ..
+        } => {
+            credentials.update(conn, credential_id, Change::Parked(reason))?;
+        }
         E::CredentialCheckRequested {
             credential_id, at, ..
         } => {
@@ -270,6 +277,8 @@ pub enum Change<'a> {
         reason: Option<&'a str>,
     },
     CheckRequested(Timestamp),
+    /// No check is due, for this reason.
+    Parked(&'a str),
 }
 
 impl CredentialRow {
@@ -296,6 +305,10 @@ impl CredentialRow {
                 }
             }
             Change::CheckRequested(at) => self.next_check_at = Some(at),
+            Change::Parked(reason) => {
+                self.next_check_at = None;
+                self.status_reason = Some(reason.to_owned());
+            }
         }
     }
 
@@ -414,6 +427,13 @@ impl Credentials for InTable {
                     "UPDATE OR FAIL credentials SET next_check_at = ?2 WHERE id = ?1",
                 )?
                 .execute(params![id, at.to_string()])?;
+            }
+            Change::Parked(reason) => {
+                conn.prepare_cached(
+                    "UPDATE OR FAIL credentials SET next_check_at = NULL, status_reason = ?2
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, reason])?;
             }
         }
         Ok(())
