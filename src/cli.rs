@@ -135,6 +135,14 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     required_scopes: Vec<crate::config::RequiredScopes>,
+    /// How a provider's OAuth client authenticates, `PROVIDER=basic|body`, for providers whose
+    /// documentation does not say (CLAAS and Lindsay default to HTTP Basic).
+    #[arg(
+        long = "client-auth",
+        env = "CREDENTIAL_LEDGER_CLIENT_AUTH",
+        value_delimiter = ','
+    )]
+    client_auth: Vec<crate::config::ClientAuthChoice>,
     /// How many credential checks run at once.
     #[arg(long, env = "CREDENTIAL_LEDGER_CHECK_CONCURRENCY", default_value_t = 8)]
     check_concurrency: usize,
@@ -259,6 +267,7 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
             timeout: std::time::Duration::from_secs(args.check_timeout_secs),
             token_urls: args.token_urls,
             required_scopes: args.required_scopes,
+            client_auth: args.client_auth,
             ..Default::default()
         },
     };

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::provider::ClientAuth;
 use crate::domain::{ClientEnvironment, Provider};
 
 /// Largest accepted request body.
@@ -156,6 +157,35 @@ impl FromStr for RequiredScopes {
     }
 }
 
+/// How a provider's OAuth client authenticates at its token endpoint, in place of what the
+/// provider's spec says: `claas=basic` (HTTP Basic) or `claas=body` (in the form).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAuthChoice {
+    pub provider: Provider,
+    pub basic: bool,
+}
+
+impl FromStr for ClientAuthChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (name, how) = text.split_once('=').ok_or("expected PROVIDER=basic|body")?;
+        let basic = match how.to_ascii_lowercase().as_str() {
+            "basic" => true,
+            "body" => false,
+            other => {
+                return Err(format!(
+                    "unknown client authentication `{other}` (basic or body)"
+                ))
+            }
+        };
+        Ok(ClientAuthChoice {
+            provider: provider_named(name)?,
+            basic,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct CheckSettings {
     pub enabled: bool,
@@ -167,6 +197,8 @@ pub struct CheckSettings {
     pub timeout: Duration,
     pub token_urls: Vec<TokenUrl>,
     pub required_scopes: Vec<RequiredScopes>,
+    /// Client authentication chosen for providers that do not publish theirs.
+    pub client_auth: Vec<ClientAuthChoice>,
     /// How often exchange logs older than 30 days are reclaimed.
     pub retention_every: Duration,
 }
@@ -180,6 +212,7 @@ impl Default for CheckSettings {
             timeout: Duration::from_secs(10),
             token_urls: vec![],
             required_scopes: vec![],
+            client_auth: vec![],
             retention_every: Duration::from_secs(3600),
         }
     }
@@ -197,6 +230,16 @@ impl CheckSettings {
             .iter()
             .find(|t| t.provider == provider && t.environment == environment)
             .map(|t| t.url.as_str())
+    }
+
+    /// How `provider`'s client authenticates: as configured, else as its spec says (`spec`).
+    pub fn client_auth(&self, provider: Provider, spec: ClientAuth) -> ClientAuth {
+        let (ClientAuth::Basic { id, secret } | ClientAuth::Body { id, secret }) = spec;
+        match self.client_auth.iter().find(|c| c.provider == provider) {
+            Some(ClientAuthChoice { basic: true, .. }) => ClientAuth::Basic { id, secret },
+            Some(ClientAuthChoice { basic: false, .. }) => ClientAuth::Body { id, secret },
+            None => spec,
+        }
     }
 
     /// Scopes `provider`'s tokens must carry (`MISSING_PERMISSION` without them).

@@ -79,7 +79,7 @@ impl CheckAdapter for RefreshGrant<'_> {
         let (result, exchange) = check(
             self.client,
             provider.spec(),
-            self.oauth.client_auth,
+            settings.client_auth(provider, self.oauth.client_auth),
             credential,
             &url,
             scopes,

@@ -23,6 +23,7 @@ fn settings(token_url: &str) -> CheckSettings {
                 .unwrap(),
         ],
         required_scopes: vec![],
+        client_auth: vec![],
         retention_every: Duration::from_secs(3600),
     }
 }
@@ -1006,4 +1007,44 @@ async fn a_credential_whose_environment_has_no_endpoint_is_parked_with_a_reason_
         claas(production.clone()).await["lastCheckedTime"],
         Value::Null
     );
+}
+
+#[tokio::test]
+async fn a_providers_client_authentication_can_be_chosen_where_it_is_not_published() {
+    let provider = FakeProvider::start(ok_reply()).await;
+    let claas = crate::helpers::providers()
+        .into_iter()
+        .find(|(slug, _, _)| *slug == "claas-credentials")
+        .unwrap()
+        .2;
+    for (choice, basic) in [
+        (None, true),
+        (Some("claas=body"), false),
+        (Some("claas=basic"), true),
+    ] {
+        let mut health = settings(&provider.url);
+        health.token_urls = vec![format!("claas={}", provider.url).parse().unwrap()];
+        health.client_auth = choice.into_iter().map(|c| c.parse().unwrap()).collect();
+        let app = spawn_app_with(health, None).await;
+        let user = app.new_user().await;
+        let before = provider.seen().len();
+        app.post_credentials(&user, "claas-credentials", &claas)
+            .await;
+        eventually("CLAAS was checked", || async {
+            provider.seen().len() == before + 1
+        })
+        .await;
+        let seen = &provider.seen()[before];
+        // base64("claas-key:claas-secret")
+        let expected = basic.then(|| "Basic Y2xhYXMta2V5OmNsYWFzLXNlY3JldA==".to_owned());
+        assert_eq!(seen.authorization, expected, "{choice:?}");
+        assert_eq!(
+            seen.form.get("client_secret").map(String::as_str),
+            (!basic).then_some("claas-secret"),
+            "{choice:?}"
+        );
+    }
+    assert!("claas=digest"
+        .parse::<credential_ledger::config::ClientAuthChoice>()
+        .is_err());
 }
