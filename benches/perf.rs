@@ -121,6 +121,24 @@ impl Server {
         )
     }
 
+    /// Posts a John Deere credential with real secrets to each of `users`, through the API.
+    fn post_credentials(&self, token: &str, users: &[String]) {
+        let client = reqwest::blocking::Client::new();
+        for user in users {
+            let answer = client
+                .post(format!(
+                    "{}/services/usermanagement/api/users/{user}/john-deere-credentials",
+                    self.base
+                ))
+                .bearer_auth(token)
+                .header("Content-Type", "application/json")
+                .body(CREDENTIAL_BODY)
+                .send()
+                .unwrap();
+            assert!(answer.status().is_success(), "{}", answer.status());
+        }
+    }
+
     fn login(&self) -> String {
         let answer: serde_json::Value = reqwest::blocking::Client::new()
             .post(format!("{}/api/authenticate", self.base))
@@ -406,6 +424,17 @@ fn alternate(
         target,
     );
     rounds
+}
+
+/// A new ledger at `path` with `users` users, each with a John Deere credential (sealed
+/// placeholders for secrets); their ids.
+fn seed_users(path: &Path, users: u64) -> Vec<String> {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let (rt, ledger, owner) = new_ledger(path);
+    seed(&rt, ledger.store(), owner, users, 0, 0)
+        .iter()
+        .map(|u| u.to_string())
+        .collect()
 }
 
 /// A ledger with an owner `bench`, whose id is returned.
@@ -705,14 +734,7 @@ fn main() {
     // answered 409.
     if phase("attach") {
         let db = root.join("attach/ledger.sqlite");
-        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-        let (rt, ledger, owner) = new_ledger(&db);
-        let users: Vec<String> = seed(&rt, ledger.store(), owner, ATTACH_USERS, 0, 0)
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
-        drop(ledger);
-        drop(rt);
+        let users = seed_users(&db, ATTACH_USERS);
         let (server, _) = Server::start(&db, &[]);
         let token = server.login();
         let post = |path: &str, ids: &[String], suffix: &str, body: &str, random_ids: bool| {
@@ -770,25 +792,8 @@ fn main() {
         let db = root.join("writes/ledger.sqlite");
         let (server, _) = Server::start(&db, &[]);
         let token = server.login();
-        let client = reqwest::blocking::Client::new();
-        let with_credentials: Vec<String> = read_users
-            .iter()
-            .map(|user| {
-                let answer = client
-                    .post(format!(
-                        "{}/services/usermanagement/api/users/{user}/john-deere-credentials",
-                        server.base
-                    ))
-                    .bearer_auth(&token)
-                    .header("Content-Type", "application/json")
-                    .body(CREDENTIAL_BODY)
-                    .send()
-                    .unwrap();
-                assert!(answer.status().is_success(), "{}", answer.status());
-                user.clone()
-            })
-            .collect();
-        assert!(!with_credentials.is_empty(), "no credentials to read");
+        server.post_credentials(&token, &read_users);
+        assert!(!read_users.is_empty(), "no credentials to read");
         let rounds = alternate(
             "credential GET (req/s)",
             "GET /health (req/s)",
@@ -799,7 +804,7 @@ fn main() {
                     &root,
                     &server.base,
                     &token,
-                    &with_credentials,
+                    &read_users,
                     "",
                     CONNECTIONS,
                     round_seconds,
@@ -819,31 +824,11 @@ fn main() {
     if phase("mixed") {
         let mixed_seconds = env_or("BENCH_MIXED_SECONDS", 60);
         let db = root.join("mixed/ledger.sqlite");
-        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-        let (rt, ledger, owner) = new_ledger(&db);
-        let users: Vec<String> = seed(&rt, ledger.store(), owner, ATTACH_USERS, 0, 0)
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
-        drop(ledger);
-        drop(rt);
+        let users = seed_users(&db, ATTACH_USERS);
         let (server, _) = Server::start(&db, &[]);
         let token = server.login();
-        let client = reqwest::blocking::Client::new();
-        for user in &users {
-            // Real secrets in place of the seeding's placeholders, so that every read decrypts.
-            let answer = client
-                .post(format!(
-                    "{}/services/usermanagement/api/users/{user}/john-deere-credentials",
-                    server.base
-                ))
-                .bearer_auth(&token)
-                .header("Content-Type", "application/json")
-                .body(CREDENTIAL_BODY)
-                .send()
-                .unwrap();
-            assert!(answer.status().is_success(), "{}", answer.status());
-        }
+        // Real secrets in place of the seeding's placeholders, so that every read decrypts.
+        server.post_credentials(&token, &users);
         let before = server.rss_now();
         let first = mixed_load(&root, &server.base, &token, &users, mixed_seconds);
         let after_first = server.status_mib("VmRSS:");

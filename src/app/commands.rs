@@ -171,20 +171,13 @@ impl Service {
         user_id: UserId,
         profile: UserProfile,
     ) -> Result<UserView, AppError> {
-        let deadline = Instant::now() + CONFLICT_DEADLINE;
-        let _turn = self.turn(user_id, deadline).await?;
         let command = UserCommand::Update {
             owner_id,
             profile: profile.clone(),
         };
-        self.decide_and_append(user_id, command, SideWrites::default(), deadline)
-            .await?;
-        // Read in the user's turn, so no other command of this node commits in between; a
-        // later update by another writer may have, so the profile is the one this request wrote.
-        let mut user = self
-            .user(owner_id, user_id)
-            .await?
-            .ok_or(user::UserError::UserNotFound)?;
+        let mut user = self.change_profile(owner_id, user_id, command).await?;
+        // A later update by another writer may have committed since: the profile is the one
+        // this request wrote.
         user.profile = profile;
         Ok(user)
     }
@@ -197,12 +190,22 @@ impl Service {
         user_id: UserId,
         changes: serde_json::Map<String, serde_json::Value>,
     ) -> Result<UserView, AppError> {
+        let command = UserCommand::Patch { owner_id, changes };
+        self.change_profile(owner_id, user_id, command).await
+    }
+
+    /// Runs a profile command in the user's turn and reads the user back in the same turn, so
+    /// no other command of this node commits in between.
+    async fn change_profile(
+        &self,
+        owner_id: OwnerId,
+        user_id: UserId,
+        command: UserCommand,
+    ) -> Result<UserView, AppError> {
         let deadline = Instant::now() + CONFLICT_DEADLINE;
         let _turn = self.turn(user_id, deadline).await?;
-        let command = UserCommand::Patch { owner_id, changes };
         self.decide_and_append(user_id, command, SideWrites::default(), deadline)
             .await?;
-        // Read in the user's turn: no other command of this node commits in between.
         Ok(self
             .user(owner_id, user_id)
             .await?

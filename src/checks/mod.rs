@@ -52,6 +52,12 @@ fn adapter(kind: CheckKind, client: &reqwest::Client) -> Option<impl CheckAdapte
     }
 }
 
+/// Whether these settings let `provider`'s credentials be checked: its kind has an adapter,
+/// and that adapter knows an endpoint.
+fn checkable(provider: Provider, settings: &CheckSettings, client: &reqwest::Client) -> bool {
+    adapter(provider.spec().check, client).is_some_and(|a| a.can_check(provider, settings))
+}
+
 /// Why each provider that these settings leave unchecked is not checked: it has no way to be
 /// checked yet, no endpoint is configured for it, or checks are off.
 pub fn unchecked_reasons(settings: &CheckSettings) -> HashMap<Provider, String> {
@@ -60,12 +66,12 @@ pub fn unchecked_reasons(settings: &CheckSettings) -> HashMap<Provider, String> 
         .iter()
         .filter_map(|&provider| {
             let spec = provider.spec();
-            let why = match (spec.check, adapter(spec.check, &client)) {
-                (CheckKind::Unchecked(why), _) => why.to_owned(),
+            let why = match spec.check {
+                CheckKind::Unchecked(why) => why.to_owned(),
                 _ if !settings.enabled => {
                     "background checks are off on this server (--no-health-checks)".to_owned()
                 }
-                (_, Some(adapter)) if adapter.can_check(provider, settings) => return None,
+                _ if checkable(provider, settings, &client) => return None,
                 _ => format!(
                     "no token endpoint is configured for {} (--token-url {}=URL)",
                     spec.name,
@@ -122,7 +128,7 @@ pub fn spawn(
     let checkable = Provider::ALL
         .iter()
         .copied()
-        .filter(|p| adapter(p.spec().check, &client).is_some_and(|a| a.can_check(*p, &settings)))
+        .filter(|p| checkable(*p, &settings, &client))
         .collect();
     let worker = Arc::new(Worker {
         service,

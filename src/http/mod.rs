@@ -87,9 +87,10 @@ pub async fn trim_trailing_slash(
     use actix_web::http::uri::{PathAndQuery, Uri};
     let path = request.path();
     let trimmed = path.trim_end_matches('/');
-    let ours = trimmed == BASE
-        || trimmed.starts_with(&format!("{BASE}/"))
-        || trimmed == "/api/authenticate";
+    let under_base = trimmed
+        .strip_prefix(BASE)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let ours = under_base || trimmed == "/api/authenticate";
     if trimmed.len() < path.len() && ours {
         let mut parts = request.head().uri.clone().into_parts();
         let target = match parts.path_and_query.as_ref().and_then(|pq| pq.query()) {

@@ -1,4 +1,5 @@
-//! CNHi (AFS Connect, legacy): one `credential_provider!` block.
+//! CNHi (AFS Connect, legacy): one `credential_provider!` block, and CNH's identity server,
+//! which CNHi FieldOps shares.
 
 credential_provider! {
     /// CNHi (AFS Connect, legacy) credentials: your application's client id, secret and
@@ -27,11 +28,7 @@ credential_provider! {
             /// The current access token, once one has been issued.
             access_token: Option<String>,
         },
-        check: CheckKind::OAuthRefresh(OAuthCheck {
-            client_auth: ClientAuth::Body { id: "clientId", secret: "clientSecret" },
-            production_token_url: Some("https://identity.cnhind.com/oauth/token"),
-            stage_token_url: Some("https://stg.identity.cnhind.com/oauth/token"),
-        }),
+        check: CheckKind::OAuthRefresh(IDENTITY),
         example: {
             "clientId": "your-client-id",
             "clientSecret": "your-client-secret",
@@ -41,3 +38,14 @@ credential_provider! {
         },
     }
 }
+
+// Below the block, whose imports it uses.
+/// CNH's Auth0 identity server: the client in the form, a host per environment.
+pub const IDENTITY: OAuthCheck = OAuthCheck {
+    client_auth: ClientAuth::Body {
+        id: "clientId",
+        secret: "clientSecret",
+    },
+    production_token_url: Some("https://identity.cnhind.com/oauth/token"),
+    stage_token_url: Some("https://stg.identity.cnhind.com/oauth/token"),
+};

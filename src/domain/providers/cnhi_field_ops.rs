@@ -27,11 +27,8 @@ credential_provider! {
             /// The current access token, once one has been issued.
             access_token: Option<String>,
         },
-        check: CheckKind::OAuthRefresh(OAuthCheck {
-            client_auth: ClientAuth::Body { id: "clientId", secret: "clientSecret" },
-            production_token_url: Some("https://identity.cnhind.com/oauth/token"),
-            stage_token_url: Some("https://stg.identity.cnhind.com/oauth/token"),
-        }),
+        // The same identity server as legacy CNHi.
+        check: CheckKind::OAuthRefresh(super::cnhi::IDENTITY),
         example: {
             "clientId": "your-client-id",
             "clientSecret": "your-client-secret",

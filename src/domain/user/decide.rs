@@ -3,6 +3,7 @@
 use super::{
     next_check, CredentialState, LiveUser, NewCredential, UserCommand, UserError, UserState,
 };
+use crate::domain::event::UserProfile;
 use crate::domain::{CredentialId, DomainEvent, Provider};
 
 pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent>, UserError> {
@@ -35,13 +36,7 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
         }
         UserCommand::Update { owner_id, profile } => {
             let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
-            if user.profile == profile {
-                return Ok(vec![]);
-            }
-            Ok(vec![E::UserUpdated {
-                user_id: user.id,
-                profile,
-            }])
+            Ok(profile_changed(user, profile))
         }
         UserCommand::Patch { owner_id, changes } => {
             let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
@@ -50,16 +45,9 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
                 _ => serde_json::Map::new(),
             };
             merged.extend(changes);
-            let profile: crate::domain::event::UserProfile =
-                serde_json::from_value(serde_json::Value::Object(merged))
-                    .map_err(|_| UserError::InvalidProfile)?;
-            if user.profile == profile {
-                return Ok(vec![]);
-            }
-            Ok(vec![E::UserUpdated {
-                user_id: user.id,
-                profile,
-            }])
+            let profile = serde_json::from_value(serde_json::Value::Object(merged))
+                .map_err(|_| UserError::InvalidProfile)?;
+            Ok(profile_changed(user, profile))
         }
         UserCommand::Delete { owner_id } => {
             let user = state.owned_by(owner_id).ok_or(UserError::UserNotFound)?;
@@ -186,6 +174,17 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<DomainEvent
             }])
         }
     }
+}
+
+/// The user's profile replaced by `profile`: nothing when they are the same.
+fn profile_changed(user: &LiveUser, profile: UserProfile) -> Vec<DomainEvent> {
+    if user.profile == profile {
+        return vec![];
+    }
+    vec![DomainEvent::UserUpdated {
+        user_id: user.id,
+        profile,
+    }]
 }
 
 /// The credential `credential_id` if it is still the user's live one for `provider`.

@@ -114,7 +114,7 @@ impl Default for StoreOptions {
             synchronous_full: true,
             max_batch: DEFAULT_MAX_BATCH,
             integrity_check: true,
-            busy_timeout: std::time::Duration::from_secs(5),
+            busy_timeout: schema::BUSY_TIMEOUT,
         }
     }
 }

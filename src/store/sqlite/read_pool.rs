@@ -30,7 +30,7 @@ impl ReadPool {
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn.busy_timeout(schema::BUSY_TIMEOUT)?;
                 conn.set_prepared_statement_cache_capacity(schema::STATEMENT_CACHE);
                 conn
             }

@@ -3,6 +3,10 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
+/// How long a connection waits for a lock another holds, unless the store's options say
+/// otherwise for the writer.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Connection settings shared by the writer and the readers.
 pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -16,7 +20,7 @@ pub fn configure(conn: &Connection, synchronous_full: bool) -> rusqlite::Result<
     // must not survive in the file (the writer also truncates the WAL soon after, see
     // `writer::shred`).
     conn.pragma_update(None, "secure_delete", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
