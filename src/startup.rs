@@ -3,7 +3,7 @@
 
 use actix_web::dev::Server;
 use actix_web::web::{self, Data};
-use actix_web::{middleware, App, HttpServer};
+use actix_web::{middleware, App, HttpResponse, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
 use utoipa_swagger_ui::SwaggerUi;
@@ -156,7 +156,10 @@ fn server(
     connections: crate::config::ConnectionLimits,
 ) -> anyhow::Result<Server> {
     let limits = Data::new(limits);
-    let routes = Data::new(RouteTable::from_openapi(&http::openapi::document()));
+    // The document once for all workers: its route table, and its bytes as served.
+    let document = http::openapi::document();
+    let routes = Data::new(RouteTable::from_openapi(&document));
+    let document = web::Bytes::from(serde_json::to_vec(&document)?);
     let service = Data::new(service);
     let mut server = HttpServer::new(move || {
         let app = App::new()
@@ -170,8 +173,21 @@ fn server(
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad query parameters: {error}")).into()
             }));
-        let (app, document) = http::openapi::register(app);
-        app.service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", document))
+        let document = document.clone();
+        let served = move || {
+            let body = document.clone();
+            async move {
+                HttpResponse::Ok()
+                    .content_type(actix_web::http::header::ContentType::json())
+                    .body(body)
+            }
+        };
+        http::openapi::routes(app)
+            .route(http::openapi::DOCUMENT_PATH, web::get().to(served))
+            .service(
+                SwaggerUi::new("/swagger-ui/{_:.*}")
+                    .config(utoipa_swagger_ui::Config::new([http::openapi::DOCUMENT_PATH])),
+            )
             .default_service(web::to(http::not_routed))
             .wrap(middleware::from_fn(http::problem_details))
             .wrap(middleware::from_fn(http::trim_trailing_slash))
