@@ -161,45 +161,45 @@ fn server(
     let routes = Data::new(RouteTable::from_openapi(&document));
     let document = web::Bytes::from(serde_json::to_vec(&document)?);
     let service = Data::new(service);
-    let mut server = HttpServer::new(move || {
-        let app = App::new()
-            .app_data(service.clone())
-            .app_data(routes.clone())
-            .app_data(limits.clone())
-            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-            .app_data(Data::new(http::extract::BodyTimeout(
-                connections.request_timeout,
-            )))
-            .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                ApiError::BadRequest(format!("bad query parameters: {error}")).into()
-            }));
-        let document = document.clone();
-        let served = move || {
-            let body = document.clone();
-            async move {
-                HttpResponse::Ok()
-                    .content_type(actix_web::http::header::ContentType::json())
-                    .body(body)
-            }
-        };
-        http::openapi::routes(app)
-            .route(http::openapi::DOCUMENT_PATH, web::get().to(served))
-            .service(
-                SwaggerUi::new("/swagger-ui/{_:.*}")
-                    .config(utoipa_swagger_ui::Config::new([http::openapi::DOCUMENT_PATH])),
-            )
-            .default_service(web::to(http::not_routed))
-            .wrap(middleware::from_fn(http::problem_details))
-            .wrap(middleware::from_fn(http::trim_trailing_slash))
-            .wrap(tracing_actix_web::TracingLogger::<
-                crate::telemetry::RequestSpan,
-            >::new())
-    })
-    .listen(listener)?
-    .client_request_timeout(connections.request_timeout)
-    .client_disconnect_timeout(std::time::Duration::from_secs(1))
-    .max_connections(connections.max_per_worker)
-    .shutdown_timeout(5);
+    let mut server =
+        HttpServer::new(move || {
+            let app = App::new()
+                .app_data(service.clone())
+                .app_data(routes.clone())
+                .app_data(limits.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .app_data(Data::new(http::extract::BodyTimeout(
+                    connections.request_timeout,
+                )))
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    ApiError::BadRequest(format!("bad query parameters: {error}")).into()
+                }));
+            let document = document.clone();
+            let served = move || {
+                let body = document.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type(actix_web::http::header::ContentType::json())
+                        .body(body)
+                }
+            };
+            http::openapi::routes(app)
+                .route(http::openapi::DOCUMENT_PATH, web::get().to(served))
+                .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(
+                    utoipa_swagger_ui::Config::new([http::openapi::DOCUMENT_PATH]),
+                ))
+                .default_service(web::to(http::not_routed))
+                .wrap(middleware::from_fn(http::problem_details))
+                .wrap(middleware::from_fn(http::trim_trailing_slash))
+                .wrap(tracing_actix_web::TracingLogger::<
+                    crate::telemetry::RequestSpan,
+                >::new())
+        })
+        .listen(listener)?
+        .client_request_timeout(connections.request_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .max_connections(connections.max_per_worker)
+        .shutdown_timeout(5);
     if workers > 0 {
         server = server.workers(workers);
     }
