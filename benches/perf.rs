@@ -510,10 +510,11 @@ fn seed(
                 credential_id,
                 provider,
                 tokens: IssuedTokens {
-                    access_token: format!("v1:sealed-access-{round}"),
+                    access_token: Some(format!("v1:sealed-access-{round}")),
                     refresh_token: Some(format!("v1:sealed-refresh-{round}")),
                     expires_at: Some(now),
                     scopes: vec!["ag1".into(), "eq1".into()],
+                    fields: Default::default(),
                 },
             });
             events.push(DomainEvent::CredentialStatusChanged {

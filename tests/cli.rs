@@ -41,13 +41,12 @@ fn collect(
     lines
 }
 
-/// Every provider whose credentials are checked by a token refresh, at a loopback port where
-/// nothing listens: a test's server never calls out to a provider's published endpoint.
+/// Every provider whose credentials can be checked, at a loopback port where nothing listens:
+/// a test's server never calls out to a provider's published endpoint.
 fn loopback_token_urls() -> String {
-    use credential_ledger::domain::provider::CheckKind;
     credential_ledger::domain::Provider::ALL
         .iter()
-        .filter(|p| matches!(p.spec().check, CheckKind::OAuthRefresh(_)))
+        .filter(|p| p.spec().check.endpoints().is_some())
         .map(|p| {
             let name = credential_ledger::config::short_name(*p);
             format!("{name}=http://127.0.0.1:9/token")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::crypto::{self, CryptoError, DataKey, Keyring};
 use super::AppError;
-use crate::domain::event::token_fields::{ACCESS_TOKEN, REFRESH_TOKEN};
+use crate::domain::event::token_fields::{ACCESS_TOKEN, ISSUED_SECRETS, REFRESH_TOKEN};
 use crate::domain::event::IssuedTokens;
 use crate::domain::fields::FieldKind;
 use crate::domain::user::NewCredential;
@@ -96,19 +96,30 @@ impl Secrets {
         Ok(view)
     }
 
-    /// Tokens a check obtained, sealed with the credential's data key.
+    /// Tokens a check obtained, sealed with the credential's data key (the secret ones among
+    /// its other fields too).
     pub fn seal_tokens(
         &self,
         view: &CredentialView,
         tokens: IssuedTokens,
     ) -> Result<IssuedTokens, AppError> {
         let key = self.data_key(view)?;
-        let aad = |name: &str| format!("{}/{name}", view.id);
+        let seal = |name: &str, value: &str| key.seal(value, &format!("{}/{name}", view.id));
         Ok(IssuedTokens {
-            access_token: key.seal(&tokens.access_token, &aad(ACCESS_TOKEN)),
-            refresh_token: tokens
-                .refresh_token
-                .map(|t| key.seal(&t, &aad(REFRESH_TOKEN))),
+            access_token: tokens.access_token.map(|t| seal(ACCESS_TOKEN, &t)),
+            refresh_token: tokens.refresh_token.map(|t| seal(REFRESH_TOKEN, &t)),
+            fields: tokens
+                .fields
+                .into_iter()
+                .map(|(name, value)| {
+                    let value = if is_secret(view.provider, &name) {
+                        seal(&name, &value)
+                    } else {
+                        value
+                    };
+                    (name, value)
+                })
+                .collect(),
             ..tokens
         })
     }
@@ -117,8 +128,7 @@ impl Secrets {
 /// Whether a credential field is a secret, sealed at rest: the provider's secret fields and the
 /// tokens a check stores.
 pub fn is_secret(provider: Provider, name: &str) -> bool {
-    name == ACCESS_TOKEN
-        || name == REFRESH_TOKEN
+    ISSUED_SECRETS.contains(&name)
         || provider
             .spec()
             .fields

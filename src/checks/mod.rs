@@ -9,8 +9,14 @@
 //! schedule before calling out, so a check that just finished is not repeated. Requests never
 //! wait for a check: `POST …/check` only records that one is wanted.
 
+pub mod agvance;
+pub mod cognito;
+pub mod exchange;
 pub mod oauth;
 pub mod redact;
+pub mod sentera;
+pub mod slingshot;
+pub mod stara;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,9 +26,10 @@ use tokio::sync::Semaphore;
 use crate::app::{AppError, Service};
 use crate::config::{CheckSettings, EVENTS_WINDOW_DAYS};
 use crate::domain::event::ProviderExchange;
+use crate::domain::fields::FieldKind;
 use crate::domain::provider::CheckKind;
 use crate::domain::user::{CheckResult, UserError};
-use crate::domain::{Clock, CredentialId, CredentialStatus, Provider, UserId};
+use crate::domain::{ClientEnvironment, Clock, CredentialId, CredentialStatus, Provider, UserId};
 use crate::store::{CredentialView, DueCheck, StoreError};
 use crate::telemetry::chain;
 
@@ -30,38 +37,72 @@ use crate::telemetry::chain;
 /// provider's silence included, is a result and the exchanges that led to it.
 #[async_trait::async_trait]
 pub trait CheckAdapter: Send + Sync {
-    /// Whether `provider`'s credentials can be checked with these settings (an endpoint is
-    /// known for at least one environment).
-    fn can_check(&self, provider: Provider, settings: &CheckSettings) -> bool;
-
-    /// Checks `credential` (its secrets opened); `None` when it cannot be checked as it is
-    /// (no endpoint for its environment).
+    /// Checks `credential` (its secrets opened) at `endpoint` (what that names depends on the
+    /// kind: see `CheckKind`).
     async fn check(
         &self,
         credential: &CredentialView,
+        endpoint: &str,
         settings: &CheckSettings,
         clock: &dyn Clock,
-    ) -> Option<(CheckResult, Vec<ProviderExchange>)>;
+    ) -> (CheckResult, Vec<ProviderExchange>);
 }
 
 /// The adapter for a kind of check; `None` for a provider that cannot be checked.
-fn adapter(kind: CheckKind, client: &reqwest::Client) -> Option<impl CheckAdapter + '_> {
-    match kind {
-        CheckKind::OAuthRefresh(oauth) => Some(oauth::RefreshGrant { oauth, client }),
-        CheckKind::Unchecked(_) => None,
-    }
+fn adapter(kind: CheckKind, client: &reqwest::Client) -> Option<Box<dyn CheckAdapter + '_>> {
+    Some(match kind {
+        CheckKind::OAuthRefresh(oauth) => Box::new(oauth::RefreshGrant { oauth, client }),
+        CheckKind::SignedAccessKey(_) => Box::new(slingshot::AccessKeyProbe { client }),
+        CheckKind::SenteraSession(_) => Box::new(sentera::SessionCheck { client }),
+        CheckKind::AgvanceLogin(_) => Box::new(agvance::Login { client }),
+        CheckKind::StaraRemint(_) => Box::new(stara::Remint { client }),
+        CheckKind::CognitoRefresh(_) => Box::new(cognito::RefreshAuth { client }),
+        CheckKind::Unchecked(_) => return None,
+    })
+}
+
+/// The environment a credential names in its provider's environment field, if any.
+fn environment_of(credential: &CredentialView) -> Option<ClientEnvironment> {
+    credential
+        .provider
+        .spec()
+        .fields
+        .iter()
+        .find(|f| f.kind == FieldKind::Environment)
+        .and_then(|f| credential.fields.get(&f.json_name()))
+        .and_then(|v| serde_json::from_value::<ClientEnvironment>(v.clone()).ok())
+}
+
+/// Where to check `provider`'s credentials of `environment`: configuration for that
+/// environment, then for the provider, then the provider's published endpoint.
+pub fn endpoint(
+    settings: &CheckSettings,
+    provider: Provider,
+    environment: Option<ClientEnvironment>,
+) -> Option<String> {
+    let published = provider.spec().check.endpoints()?;
+    environment
+        .and_then(|env| settings.configured_token_url(provider, Some(env)))
+        .or_else(|| settings.configured_token_url(provider, None))
+        .or(published.for_environment(environment))
+        .map(str::to_owned)
 }
 
 /// Whether these settings let `provider`'s credentials be checked: its kind has an adapter,
-/// and that adapter knows an endpoint.
-fn checkable(provider: Provider, settings: &CheckSettings, client: &reqwest::Client) -> bool {
-    adapter(provider.spec().check, client).is_some_and(|a| a.can_check(provider, settings))
+/// and an endpoint is known for at least one of its environments.
+fn checkable(provider: Provider, settings: &CheckSettings) -> bool {
+    [
+        None,
+        Some(ClientEnvironment::Stage),
+        Some(ClientEnvironment::Production),
+    ]
+    .into_iter()
+    .any(|env| endpoint(settings, provider, env).is_some())
 }
 
 /// Why each provider that these settings leave unchecked is not checked: it has no way to be
 /// checked yet, no endpoint is configured for it, or checks are off.
 pub fn unchecked_reasons(settings: &CheckSettings) -> HashMap<Provider, String> {
-    let client = reqwest::Client::new();
     Provider::ALL
         .iter()
         .filter_map(|&provider| {
@@ -71,9 +112,9 @@ pub fn unchecked_reasons(settings: &CheckSettings) -> HashMap<Provider, String> 
                 _ if !settings.enabled => {
                     "background checks are off on this server (--no-health-checks)".to_owned()
                 }
-                _ if checkable(provider, settings, &client) => return None,
+                _ if checkable(provider, settings) => return None,
                 _ => format!(
-                    "no token endpoint is configured for {} (--token-url {}=URL)",
+                    "no endpoint is configured for {} (--token-url {}=URL)",
                     spec.name,
                     crate::config::short_name(provider)
                 ),
@@ -128,7 +169,7 @@ pub fn spawn(
     let checkable = Provider::ALL
         .iter()
         .copied()
-        .filter(|p| checkable(*p, &settings, &client))
+        .filter(|p| checkable(*p, &settings))
         .collect();
     let worker = Arc::new(Worker {
         service,
@@ -242,19 +283,16 @@ impl Worker {
         let Some(adapter) = adapter(spec.check, &self.client) else {
             return;
         };
-        let checked = adapter
-            .check(&credential, &self.settings, self.service.clock().as_ref())
-            .await;
-        let Some((mut result, exchanges)) = checked else {
+        let environment = environment_of(&credential);
+        let Some(url) = endpoint(&self.settings, provider, environment) else {
             // Configured for another environment only: parked, or it would be due (and first
             // in line) on every tick.
-            let environment = credential
-                .fields
-                .get("clientEnvironment")
-                .and_then(|v| v.as_str())
-                .unwrap_or("its environment");
+            let environment = environment.map_or("its environment", |e| match e {
+                ClientEnvironment::Stage => "STAGE",
+                ClientEnvironment::Production => "PRODUCTION",
+            });
             let reason = format!(
-                "not checked: no token endpoint is configured for {} {environment} (--token-url {}:{}=URL, then ask for a check)",
+                "not checked: no endpoint is configured for {} {environment} (--token-url {}:{}=URL, then ask for a check)",
                 spec.name,
                 crate::config::short_name(provider),
                 environment.to_ascii_lowercase(),
@@ -269,6 +307,14 @@ impl Worker {
             }
             return;
         };
+        let (mut result, exchanges) = adapter
+            .check(
+                &credential,
+                &url,
+                &self.settings,
+                self.service.clock().as_ref(),
+            )
+            .await;
         let (status, reason) = (result.status, result.reason.clone());
         if let Some(tokens) = result.tokens.take() {
             match secrets.seal_tokens(&credential, tokens) {

@@ -3,101 +3,47 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::exchange::{credential_secrets, field, lifetime, Sent};
 use super::{redact, CheckAdapter};
 use crate::config::CheckSettings;
 use crate::domain::event::token_fields::{ACCESS_TOKEN, REFRESH_TOKEN};
-use crate::domain::event::{ExchangeMeta, IssuedTokens, ProviderExchange};
-use crate::domain::fields::FieldKind;
-use crate::domain::provider::{ClientAuth, ClientEnvironment, OAuthCheck, ProviderSpec};
+use crate::domain::event::{IssuedTokens, ProviderExchange};
+use crate::domain::provider::{ClientAuth, OAuthCheck, ProviderSpec};
 use crate::domain::user::CheckResult;
-use crate::domain::{Clock, CredentialStatus, ExchangeId, Provider, Timestamp};
+use crate::domain::{Clock, CredentialStatus, Timestamp};
 use crate::store::CredentialView;
 
-/// The `CheckKind::OAuthRefresh` adapter: a `refresh_token` grant at the token endpoint
-/// configured for the credential's environment (or the provider's published one).
+/// The `CheckKind::OAuthRefresh` adapter: a `refresh_token` grant at the token endpoint.
 pub struct RefreshGrant<'a> {
     pub oauth: OAuthCheck,
     pub client: &'a reqwest::Client,
 }
 
-impl RefreshGrant<'_> {
-    /// Where to refresh a credential: configuration for its environment, then for the
-    /// provider, then the provider's published endpoint.
-    pub fn token_url(
-        &self,
-        settings: &CheckSettings,
-        provider: Provider,
-        environment: Option<ClientEnvironment>,
-    ) -> Option<String> {
-        let published = match environment {
-            Some(ClientEnvironment::Stage) => self
-                .oauth
-                .stage_token_url
-                .or(self.oauth.production_token_url),
-            _ => self.oauth.production_token_url,
-        };
-        environment
-            .and_then(|env| settings.configured_token_url(provider, Some(env)))
-            .or_else(|| settings.configured_token_url(provider, None))
-            .or(published)
-            .map(str::to_owned)
-    }
-}
-
 #[async_trait::async_trait]
 impl CheckAdapter for RefreshGrant<'_> {
-    /// A token endpoint is known for some environment of the provider.
-    fn can_check(&self, provider: Provider, settings: &CheckSettings) -> bool {
-        [
-            None,
-            Some(ClientEnvironment::Stage),
-            Some(ClientEnvironment::Production),
-        ]
-        .into_iter()
-        .any(|env| self.token_url(settings, provider, env).is_some())
-    }
-
     async fn check(
         &self,
         credential: &CredentialView,
+        token_url: &str,
         settings: &CheckSettings,
         clock: &dyn Clock,
-    ) -> Option<(CheckResult, Vec<ProviderExchange>)> {
+    ) -> (CheckResult, Vec<ProviderExchange>) {
         let provider = credential.provider;
-        // The environment the credential names in its provider's environment field, if any.
-        let environment = provider
-            .spec()
-            .fields
-            .iter()
-            .find(|f| f.kind == FieldKind::Environment)
-            .and_then(|f| credential.fields.get(&f.json_name()))
-            .and_then(|v| serde_json::from_value::<ClientEnvironment>(v.clone()).ok());
-        let url = self.token_url(settings, provider, environment)?;
-        let scopes = settings.required_scopes(provider);
         let (result, exchange) = check(
             self.client,
             provider.spec(),
             settings.client_auth(provider, self.oauth.client_auth),
             credential,
-            &url,
-            scopes,
-            || clock.now(),
+            token_url,
+            settings.required_scopes(provider),
+            clock.now(),
         )
         .await;
-        Some((result, vec![exchange]))
+        (result, vec![exchange])
     }
 }
-
-/// The most of a provider's answer read: twice what is kept, so that redaction sees a whole
-/// secret near the cut before the stored text is cut to `redact::MAX_BODY`. The rest is never
-/// read (an endless answer costs this much memory and no more).
-const READ_LIMIT: usize = 2 * redact::MAX_BODY;
-
-/// The longest token lifetime believed: ten years. A larger (or negative) `expires_in` is
-/// ignored, as if absent, rather than overflowing a date.
-const MAX_EXPIRES_IN_SECS: i64 = 10 * 365 * 24 * 3600;
 
 /// What a token endpoint answered, read leniently: a JSON object or a form, numbers as numbers
 /// or strings (RFC 6749 says JSON with a numeric `expires_in`; providers differ).
@@ -134,11 +80,7 @@ impl TokenResponse {
             match name.as_str() {
                 "access_token" => answer.access_token = value.as_str().map(str::to_owned),
                 REFRESH_TOKEN_FIELD => answer.refresh_token = value.as_str().map(str::to_owned),
-                "expires_in" => {
-                    answer.expires_in = text
-                        .and_then(|t| t.trim().parse::<i64>().ok())
-                        .filter(|secs| (0..=MAX_EXPIRES_IN_SECS).contains(secs))
-                }
+                "expires_in" => answer.expires_in = lifetime(Some(&value)),
                 "scope" => answer.scope = value.as_str().map(str::to_owned),
                 "error" => answer.error = text,
                 _ => {}
@@ -153,37 +95,6 @@ impl TokenResponse {
 /// The refresh token's name in a token endpoint's answer (RFC 6749 §5.1).
 const REFRESH_TOKEN_FIELD: &str = "refresh_token";
 
-fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> &'a str {
-    fields.get(name).and_then(Value::as_str).unwrap_or("")
-}
-
-/// Every secret the exchange could echo: the credential's secret fields, its tokens.
-fn known_secrets(spec: &ProviderSpec, fields: &Map<String, Value>) -> Vec<String> {
-    let mut secrets: Vec<String> = spec
-        .fields
-        .iter()
-        .filter(|f| f.kind == FieldKind::Secret)
-        .map(|f| field(fields, &f.json_name()).to_owned())
-        .collect();
-    secrets.push(field(fields, ACCESS_TOKEN).to_owned());
-    secrets.push(field(fields, REFRESH_TOKEN).to_owned());
-    secrets
-}
-
-/// Reads at most `READ_LIMIT` bytes of the answer's body, then stops.
-async fn read_bounded(mut response: reqwest::Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = READ_LIMIT - body.len();
-        if chunk.len() >= room {
-            body.extend_from_slice(&chunk[..room]);
-            break;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    body
-}
-
 /// Checks `credential` at `token_url`. Never fails: every outcome is a status and an exchange.
 pub async fn check(
     client: &reqwest::Client,
@@ -192,7 +103,7 @@ pub async fn check(
     credential: &CredentialView,
     token_url: &str,
     required_scopes: &[String],
-    now: impl Fn() -> Timestamp,
+    at: Timestamp,
 ) -> (CheckResult, ProviderExchange) {
     let fields = &credential.fields;
     let mut form = vec![
@@ -200,7 +111,7 @@ pub async fn check(
         ("refresh_token", field(fields, REFRESH_TOKEN)),
     ];
     let mut request = client.post(token_url).header("Accept", "application/json");
-    let mut secrets = redact::Secrets::new(known_secrets(spec, fields));
+    let mut secrets = credential_secrets(credential);
     match client_auth {
         ClientAuth::Basic { id, secret } => {
             let (id, secret) = (field(fields, id), field(fields, secret));
@@ -213,54 +124,13 @@ pub async fn check(
             form.push(("client_secret", field(fields, secret)));
         }
     }
-    let sent = request.form(&form).send().await;
-    let at = now();
-    let meta = |status_code| ExchangeMeta {
-        exchange_id: ExchangeId::new(),
-        user_id: credential.user_id,
-        credential_id: credential.id,
-        provider: credential.provider,
-        request_method: "POST".into(),
-        request_url: token_url.to_owned(),
-        status_code,
-        recorded_at: at,
-    };
-    let response = match sent {
-        Ok(response) => response,
-        Err(error) => {
-            let reason = if error.is_timeout() {
-                "timeout"
-            } else if error.is_connect() {
-                "connection failed"
-            } else {
-                "request failed"
-            };
-            let result = CheckResult {
-                status: CredentialStatus::TemporarilyUnavailable,
-                tokens: None,
-                reason: reason.into(),
-            };
-            let exchange = ProviderExchange {
-                meta: meta(0),
-                headers: "{}".into(),
-                body: format!("no response: {reason}"),
-            };
-            return (result, exchange);
-        }
-    };
-    let code = response.status().as_u16();
-    let header_pairs: Vec<(String, String)> = response
-        .headers()
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                value.to_str().unwrap_or("?").to_owned(),
-            )
-        })
-        .collect();
-    let text = String::from_utf8_lossy(&read_bounded(response).await).into_owned();
-    let parsed = TokenResponse::parse(&text);
+    let sent = Sent::send(request.form(&form), "POST", token_url, credential, at).await;
+    if sent.failure.is_some() {
+        let result = sent.trouble().unwrap_or_else(|| unreachable!());
+        return (result, sent.record(&secrets));
+    }
+    let code = sent.code;
+    let parsed = TokenResponse::parse(&sent.text);
     if let Some(tokens) = &parsed {
         for token in [&tokens.access_token, &tokens.refresh_token]
             .into_iter()
@@ -300,15 +170,7 @@ pub async fn check(
     }
     // The reason may quote the provider (`error`); it goes into the ledger and the logs.
     result.reason = redact::reason(&result.reason, &secrets);
-    let exchange = ProviderExchange {
-        meta: meta(code),
-        headers: redact::headers(
-            header_pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-            &secrets,
-        ),
-        body: redact::body(&text, &secrets),
-    };
-    (result, exchange)
+    (result, sent.record(&secrets))
 }
 
 /// The status an answer means: a 2xx by its tokens and scopes, any other 4xx by its OAuth
@@ -349,10 +211,8 @@ fn classify(
                 return CheckResult {
                     status: CredentialStatus::TemporarilyUnavailable,
                     tokens: refresh_token.map(|refresh_token| IssuedTokens {
-                        access_token: current_access_token.to_owned(),
                         refresh_token: Some(refresh_token),
-                        expires_at: None,
-                        scopes: vec![],
+                        ..IssuedTokens::access(current_access_token.to_owned(), None)
                     }),
                     reason: "no access_token in the answer".into(),
                 };
@@ -367,11 +227,13 @@ fn classify(
                 .filter(|s| !scopes.contains(s))
                 .collect();
             let tokens = IssuedTokens {
-                access_token,
                 refresh_token,
-                // In range (see `MAX_EXPIRES_IN_SECS`), so no date overflows.
-                expires_at: expires_in.map(|secs| at.plus(chrono::Duration::seconds(secs))),
                 scopes,
+                // In range (see `MAX_EXPIRES_IN_SECS`), so no date overflows.
+                ..IssuedTokens::access(
+                    access_token,
+                    expires_in.map(|secs| at.plus(chrono::Duration::seconds(secs))),
+                )
             };
             // Tokens are kept even when scopes are missing: a rotated refresh token is never lost.
             let (status, reason) = if missing.is_empty() {
@@ -591,10 +453,10 @@ mod tests {
         let tokens = rotated.tokens.unwrap();
         assert_eq!(
             (
-                tokens.access_token.as_str(),
+                tokens.access_token.as_deref(),
                 tokens.refresh_token.as_deref()
             ),
-            ("old-at", Some("r3"))
+            (Some("old-at"), Some("r3"))
         );
     }
 }

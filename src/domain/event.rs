@@ -4,6 +4,7 @@ use serde::de::value::{MapAccessDeserializer, StrDeserializer};
 use serde::de::{DeserializeSeed, MapAccess};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use super::{CredentialId, CredentialStatus, ExchangeId, OwnerId, Provider, Timestamp, UserId};
 
@@ -111,17 +112,43 @@ pub mod token_fields {
     pub const REFRESH_TOKEN: &str = "refreshToken";
     pub const ACCESS_TOKEN_EXPIRES_AT: &str = "accessTokenExpiresAt";
     pub const SCOPES: &str = "scopes";
+    /// Sentera's session token.
+    pub const AUTH_TOKEN: &str = "authToken";
+    /// AgVance's session id.
+    pub const SESSION_ID: &str = "sessionId";
+    /// Tokens a check may store under names no request field has: secrets, sealed at rest
+    /// and masked like the request's secret fields.
+    pub const ISSUED_SECRETS: &[&str] = &[ACCESS_TOKEN, REFRESH_TOKEN, AUTH_TOKEN, SESSION_ID];
 }
 
-/// Tokens a provider issued in a successful refresh.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Tokens a provider issued in a successful check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedTokens {
-    pub access_token: String,
+    /// A new access token; absent for providers whose checks issue none (a session instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
     /// A rotated refresh token, when the provider sent one.
     pub refresh_token: Option<String>,
     pub expires_at: Option<Timestamp>,
     pub scopes: Vec<String>,
+    /// Other fields the provider issued, by their name in the credential (`authToken`,
+    /// `sessionId`, `accessTokenClient`, `organizationId`); secret ones are sealed at rest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl IssuedTokens {
+    /// Tokens with only an access token and its lifetime.
+    pub fn access(access_token: String, expires_at: Option<Timestamp>) -> Self {
+        Self {
+            access_token: Some(access_token),
+            refresh_token: None,
+            expires_at,
+            scopes: vec![],
+            fields: BTreeMap::new(),
+        }
+    }
 }
 
 /// The layout of every event's payload, stored with each event (`event_version`): a build reads

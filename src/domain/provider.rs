@@ -115,14 +115,83 @@ pub enum ClientAuth {
     },
 }
 
+/// The endpoints a provider publishes, by `clientEnvironment` (`None`: not published, so it
+/// must be configured).
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints {
+    pub production: Option<&'static str>,
+    /// For `clientEnvironment: STAGE`, where different from production.
+    pub stage: Option<&'static str>,
+}
+
+impl Endpoints {
+    /// Nothing published: checked once an endpoint is configured.
+    pub const UNPUBLISHED: Endpoints = Endpoints {
+        production: None,
+        stage: None,
+    };
+
+    /// One published endpoint, for every environment.
+    pub const fn published(url: &'static str) -> Self {
+        Self {
+            production: Some(url),
+            stage: None,
+        }
+    }
+
+    /// The published endpoint for `environment`: stage falls back to production.
+    pub fn for_environment(&self, environment: Option<ClientEnvironment>) -> Option<&'static str> {
+        match environment {
+            Some(ClientEnvironment::Stage) => self.stage.or(self.production),
+            _ => self.production,
+        }
+    }
+}
+
 /// How a provider's credentials can be checked; `crate::checks` has one adapter per kind.
+/// What a configured endpoint (`--token-url`) names differs by kind, as each says.
 #[derive(Clone, Copy, Debug)]
 pub enum CheckKind {
     /// A `refresh_token` grant at the provider's token endpoint.
     OAuthRefresh(OAuthCheck),
+    /// Raven Slingshot: `GET /accesskey`, signed with HMAC-SHA1; the endpoint is the API's
+    /// base URL.
+    SignedAccessKey(Endpoints),
+    /// Sentera: a session login (`POST /v1/sessions`) when no session token works, then a
+    /// GraphQL query (`POST /graphql`) for the grower's organization; the endpoint is the API's
+    /// base URL.
+    SenteraSession(Endpoints),
+    /// AgVance: a login that answers a session id, whose errors may come as HTTP 200 with a
+    /// body `Status`; the endpoint is the login URL.
+    AgvanceLogin(Endpoints),
+    /// Stara: tokens re-minted with the API key and client access token; the endpoint is the
+    /// token URL.
+    StaraRemint(Endpoints),
+    /// AWS Cognito: `InitiateAuth` with `REFRESH_TOKEN_AUTH`, and the partner login
+    /// (`USER_PASSWORD_AUTH`) when the refresh token is refused; the endpoint is the Cognito
+    /// identity provider URL of the pool's region.
+    CognitoRefresh(Endpoints),
     /// No check this service can make yet; says why (shown as the credential's
     /// `statusReason` until a check runs, which for these is never).
     Unchecked(&'static str),
+}
+
+impl CheckKind {
+    /// The endpoints this kind of check calls, as published; `None` for `Unchecked`.
+    pub fn endpoints(&self) -> Option<Endpoints> {
+        match *self {
+            CheckKind::OAuthRefresh(oauth) => Some(Endpoints {
+                production: oauth.production_token_url,
+                stage: oauth.stage_token_url,
+            }),
+            CheckKind::SignedAccessKey(endpoints)
+            | CheckKind::SenteraSession(endpoints)
+            | CheckKind::AgvanceLogin(endpoints)
+            | CheckKind::StaraRemint(endpoints)
+            | CheckKind::CognitoRefresh(endpoints) => Some(endpoints),
+            CheckKind::Unchecked(_) => None,
+        }
+    }
 }
 
 /// A `refresh_token` grant at the provider's token endpoint.

@@ -4,24 +4,37 @@
 use crate::fake_provider::{FakeProvider, Reply};
 use crate::helpers::{problem, spawn_app_with, TestApp};
 use credential_ledger::config::{CheckSettings, RequiredScopes, TokenUrl};
+use credential_ledger::domain::Provider;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const RAVEN: &str = "raven-credentials";
 
+/// Raven and John Deere checked at `token_url`; every other provider that publishes an
+/// endpoint at a loopback port where nothing listens, so that no test calls out.
 fn settings(token_url: &str) -> CheckSettings {
+    let mut token_urls = vec![
+        format!("raven={token_url}").parse::<TokenUrl>().unwrap(),
+        format!("john-deere={token_url}")
+            .parse::<TokenUrl>()
+            .unwrap(),
+    ];
+    for provider in Provider::ALL {
+        let published = provider.spec().check.endpoints();
+        if published.is_some_and(|e| e.production.is_some())
+            && !matches!(provider, Provider::Raven | Provider::JohnDeere)
+        {
+            let name = credential_ledger::config::short_name(*provider);
+            token_urls.push(format!("{name}=http://127.0.0.1:9/").parse().unwrap());
+        }
+    }
     CheckSettings {
         enabled: true,
         tick: Duration::from_millis(25),
         concurrency: 4,
         timeout: Duration::from_millis(400),
-        token_urls: vec![
-            format!("raven={token_url}").parse::<TokenUrl>().unwrap(),
-            format!("john-deere={token_url}")
-                .parse::<TokenUrl>()
-                .unwrap(),
-        ],
+        token_urls,
         required_scopes: vec![],
         client_auth: vec![],
         retention_every: Duration::from_secs(3600),
@@ -885,12 +898,11 @@ async fn a_credential_that_cannot_be_checked_says_why_and_its_provider_is_never_
         ),
         (
             "claas-credentials",
-            "not checked: no token endpoint is configured for CLAAS (--token-url claas=URL)",
+            "not checked: no endpoint is configured for CLAAS (--token-url claas=URL)",
         ),
         (
-            "raven-slingshot-credentials",
-            "not checked: this service does not check Raven Slingshot credentials yet (request \
-             signing is not built)",
+            "agvance-credentials",
+            "not checked: no endpoint is configured for AgVance (--token-url agvance=URL)",
         ),
     ];
     for (slug, _) in expected {
@@ -982,7 +994,7 @@ async fn a_credential_whose_environment_has_no_endpoint_is_parked_with_a_reason_
     .await;
     eventually("the PRODUCTION one was parked", || async {
         claas(production.clone()).await["statusReason"]
-            == "not checked: no token endpoint is configured for CLAAS PRODUCTION \
+            == "not checked: no endpoint is configured for CLAAS PRODUCTION \
                 (--token-url claas:production=URL, then ask for a check)"
     })
     .await;

@@ -1,4 +1,5 @@
-//! A scripted OAuth2 token endpoint on 127.0.0.1, standing in for a provider.
+//! A scripted provider on 127.0.0.1: it answers every method and path from one script, and
+//! records what it was sent (an OAuth2 token endpoint at `/token`, or any other API).
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::Value;
@@ -54,8 +55,14 @@ impl Reply {
 /// What the provider received.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
     pub authorization: Option<String>,
+    /// The body as a form (empty when it is not one).
     pub form: HashMap<String, String>,
+    /// The body as JSON, when it is JSON.
+    pub json: Option<Value>,
 }
 
 #[derive(Default)]
@@ -72,18 +79,20 @@ pub struct FakeProvider {
     state: Arc<State>,
 }
 
-async fn token(
-    req: HttpRequest,
-    form: web::Form<HashMap<String, String>>,
-    state: web::Data<State>,
-) -> HttpResponse {
-    let form = form.into_inner();
+async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
+        .collect::<HashMap<_, _>>();
     state.seen.lock().unwrap().push(Seen {
-        authorization: req
-            .headers()
-            .get("authorization")
-            .map(|v| v.to_str().unwrap().to_owned()),
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+        authorization: headers.get("authorization").cloned(),
+        headers,
         form: form.clone(),
+        json: serde_json::from_slice(&body).ok(),
     });
     let scripted = state.script.lock().unwrap().pop_front();
     let reply = scripted
@@ -128,7 +137,7 @@ impl FakeProvider {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .route("/token", web::post().to(token))
+                .default_service(web::to(token))
         })
         .workers(1)
         .bind("127.0.0.1:0")

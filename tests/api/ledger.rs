@@ -87,10 +87,11 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
     let rotated = CheckResult {
         status: CredentialStatus::Ok,
         tokens: Some(IssuedTokens {
-            access_token: "rotated-access".into(),
+            access_token: Some("rotated-access".into()),
             refresh_token: Some("rotated-refresh".into()),
             expires_at: Some(app.service.now().plus(chrono::Duration::hours(1))),
             scopes: vec!["ag1".into()],
+            fields: Default::default(),
         }),
         reason: "refreshed".into(),
     };

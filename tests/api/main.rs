@@ -1,6 +1,7 @@
 //! Integration tests: the real server on loopback over a real SQLite file.
 
 mod auth;
+mod check_kinds;
 mod checks;
 mod credentials;
 mod errors;

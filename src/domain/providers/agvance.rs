@@ -26,9 +26,8 @@ credential_provider! {
             /// The session id AgVance issued, once a login ran.
             session_id: Option<String>,
         },
-        check: CheckKind::Unchecked(
-            "this service does not check AgVance credentials yet (its login is not built)",
-        ),
+        // AgVance publishes its host (api.agvance.net), not its login path: configured.
+        check: CheckKind::AgvanceLogin(Endpoints::UNPUBLISHED),
         example: {
             "apiKey": "your-api-key",
             "databaseId": "grower-database-id",

@@ -107,7 +107,7 @@ macro_rules! credential_provider {
         #[allow(unused_imports)]
         use $crate::domain::providers::TokenMetadata;
         #[allow(unused_imports)]
-        use $crate::domain::provider::{ClientAuth, ClientEnvironment, OAuthCheck};
+        use $crate::domain::provider::{ClientAuth, ClientEnvironment, Endpoints, OAuthCheck};
         use $crate::domain::provider::{CheckKind, Provider, ProviderSpec};
         use $crate::domain::fields::FieldSpec;
         use $crate::domain::{CredentialId, CredentialStatus, Timestamp};

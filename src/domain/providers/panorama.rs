@@ -30,9 +30,9 @@ credential_provider! {
             /// The current access token, once one has been issued.
             access_token: Option<String>,
         },
-        check: CheckKind::Unchecked(
-            "this service does not check Panorama credentials yet (its Cognito refresh is not built)",
-        ),
+        // Cognito's endpoint depends on the user pool's region, which Panorama does not
+        // publish: configured.
+        check: CheckKind::CognitoRefresh(Endpoints::UNPUBLISHED),
         example: {
             "clientId": "your-cognito-client-id",
             "username": "partner-user",

@@ -20,9 +20,8 @@ credential_provider! {
             required secret shared_secret: String,
         },
         extras: {},
-        check: CheckKind::Unchecked(
-            "this service does not check Raven Slingshot credentials yet (request signing is not built)",
-        ),
+        // Slingshot's API host ("Access Key - Summary" in its developer documentation).
+        check: CheckKind::SignedAccessKey(Endpoints::published("https://api.ravenslingshot.com")),
         example: {
             "apiKey": "your-api-key",
             "accessKey": "grower-access-key",

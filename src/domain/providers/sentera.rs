@@ -27,9 +27,8 @@ credential_provider! {
             /// The organization's id in Sentera, once a login found it.
             organization_id: Option<String>,
         },
-        check: CheckKind::Unchecked(
-            "this service does not check Sentera credentials yet (its session login is not built)",
-        ),
+        // Sentera's API host: `/v1/sessions` (its legacy login) and `/graphql` under it.
+        check: CheckKind::SenteraSession(Endpoints::published("https://api.sentera.com")),
         example: {
             "username": "grower@example.com",
             "password": "grower-password",

@@ -21,9 +21,10 @@ credential_provider! {
             required secret refresh_token: String,
         },
         extras: {},
-        check: CheckKind::Unchecked(
-            "this service does not check Stara credentials yet (their token re-mint is not built)",
-        ),
+        // Stara's token endpoint (Leaf's Stara tutorial).
+        check: CheckKind::StaraRemint(Endpoints::published(
+            "https://v2apitelemetria.telemetriastara.com.br/token"
+        )),
         example: {
             "apiKey": "your-api-key",
             "accessToken": "grower-access-token",

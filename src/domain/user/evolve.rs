@@ -12,12 +12,14 @@ use crate::domain::{CredentialStatus, DomainEvent};
 
 /// Puts freshly issued tokens into a credential's fields (shared with the projection).
 pub fn apply_tokens(fields: &mut Map<String, Value>, tokens: &IssuedTokens) {
-    fields.insert(
-        ACCESS_TOKEN.into(),
-        Value::String(tokens.access_token.clone()),
-    );
+    if let Some(access) = &tokens.access_token {
+        fields.insert(ACCESS_TOKEN.into(), Value::String(access.clone()));
+    }
     if let Some(refresh) = &tokens.refresh_token {
         fields.insert(REFRESH_TOKEN.into(), Value::String(refresh.clone()));
+    }
+    for (name, value) in &tokens.fields {
+        fields.insert(name.clone(), Value::String(value.clone()));
     }
     fields.insert(SCOPES.into(), serde_json::json!(tokens.scopes));
     match tokens.expires_at {

@@ -190,10 +190,11 @@ fn ok_with(refresh: Option<&str>, expires_in_minutes: i64) -> CheckResult {
     CheckResult {
         status: CredentialStatus::Ok,
         tokens: Some(IssuedTokens {
-            access_token: "a2".into(),
+            access_token: Some("a2".into()),
             refresh_token: refresh.map(str::to_owned),
             expires_at: Some(at().plus(chrono::Duration::minutes(expires_in_minutes))),
             scopes: vec!["ag1".into()],
+            fields: Default::default(),
         }),
         reason: "refreshed".into(),
     }
