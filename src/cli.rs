@@ -119,9 +119,11 @@ struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "CREDENTIAL_LEDGER_WORKERS", default_value_t = 0)]
     workers: usize,
-    /// A provider's token endpoint: `PROVIDER[:stage|production]=URL`, e.g.
-    /// `raven=https://…/token` (repeat, or comma-separate in the variable). Overrides a
-    /// provider's published endpoint; CLAAS and Lindsay publish none, so set theirs.
+    /// A provider's endpoint: `PROVIDER[:stage|production]=URL`, e.g.
+    /// `raven=https://…/token` (repeat, or comma-separate in the variable): the token URL, or
+    /// the API's base URL for Raven Slingshot and Sentera, the login URL for AgVance, the
+    /// Cognito URL for Panorama. Overrides a provider's published endpoint; CLAAS, Lindsay,
+    /// AgVance and Panorama publish none, so set theirs.
     #[arg(
         long = "token-url",
         env = "CREDENTIAL_LEDGER_TOKEN_URLS",
