@@ -4,12 +4,14 @@
 //! (the current views). [`Store`] is both; the rest of the service holds an `Arc<dyn Store>`
 //! and never sees SQL or a driver type.
 //!
-//! `sqlite` is the embedded implementation. Any implementation must pass the contract suite in
-//! `contract` (run against SQLite by `cargo test`).
+//! `sqlite` is the embedded implementation, `postgres` the one for several nodes on one
+//! database. Each passes the contract suite in `contract` (`cargo test` runs it against SQLite,
+//! and against PostgreSQL when `CREDENTIAL_LEDGER_TEST_POSTGRES` names a database).
 
 #[cfg(test)]
 #[macro_use]
 pub mod contract;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;

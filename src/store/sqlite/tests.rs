@@ -10,10 +10,10 @@ mod contract {
     use super::*;
 
     /// A fresh store in a new directory (removed when the directory goes).
-    fn open() -> (tempfile::TempDir, SharedStore) {
+    fn open() -> Option<(tempfile::TempDir, SharedStore)> {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("ledger.sqlite"), StoreOptions::default());
-        (dir, Arc::new(store.unwrap()))
+        Some((dir, Arc::new(store.unwrap())))
     }
 
     store_contract!(open());

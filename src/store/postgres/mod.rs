@@ -1,0 +1,470 @@
+//! The PostgreSQL implementation of the storage traits, for several API nodes on one database.
+//!
+//! Appends are serialised by one row (`ledger_head`), locked first in every append's
+//! transaction: expected versions are checked after taking it, so positions are gap-free and
+//! handed out in commit order, and `UNIQUE (stream_id, version)` stays as the backstop. The
+//! projections are applied in the same transaction, so every node reads its own writes at once.
+//! The driver is `tokio-postgres` with a `deadpool-postgres` pool.
+
+mod projections;
+mod queries;
+pub mod schema;
+#[cfg(test)]
+mod tests;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio_postgres::NoTls;
+
+use crate::domain::event::PAYLOAD_VERSION;
+use crate::domain::{CredentialId, DomainEvent, OwnerId, Provider, Timestamp, UserId};
+use crate::store::{
+    CredentialView, DueCheck, EventStore, ExchangeView, OwnerView, Progress, ReadModel,
+    RecordedEvent, Rewrap, SideWrites, StoreError, StreamAppend, UserQuery, UserView, WrappedKey,
+};
+
+/// Whether `database` names a PostgreSQL database (a `postgres://` URL or `key=value`
+/// conninfo) rather than a SQLite file.
+pub fn is_postgres(database: &str) -> bool {
+    database.starts_with("postgres://")
+        || database.starts_with("postgresql://")
+        || database.split_whitespace().any(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(key, _)| matches!(key, "host" | "dbname" | "user" | "port"))
+        })
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let class = error.code().map(|c| c.code()[..2].to_owned());
+        match class.as_deref() {
+            // Connection, resources, operator intervention, transaction rollback (serialisation
+            // failure, deadlock): retrying later may succeed.
+            None | Some("08" | "40" | "53" | "57" | "58") => {
+                StoreError::Unavailable(Arc::new(error))
+            }
+            Some(_) => StoreError::Failed(Arc::new(error)),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(Arc::new(error))
+    }
+}
+
+/// The ledger on a PostgreSQL database.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+/// How many connections one node keeps to the database.
+pub const POOL_SIZE: usize = 16;
+
+impl PostgresStore {
+    /// Connects to `database` (URL or conninfo) and brings its schema up to date, under a lock
+    /// that lets one node migrate at a time.
+    pub async fn open(database: &str) -> Result<PostgresStore, StoreError> {
+        let config = tokio_postgres::Config::from_str(database)
+            .map_err(|e| StoreError::failed(format!("not a PostgreSQL connection string: {e}")))?;
+        Self::open_config(config).await
+    }
+
+    /// As [`PostgresStore::open`], from a parsed configuration.
+    pub async fn open_config(config: tokio_postgres::Config) -> Result<PostgresStore, StoreError> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::failed(format!("cannot build the connection pool: {e}")))?;
+        let client = pool.get().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&schema::MIGRATION_LOCK])
+            .await?;
+        let migrated = client.batch_execute(schema::SCHEMA).await;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
+            .await?;
+        migrated?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "position, stream_id, version, event_type, payload, owner_id, recorded_at, event_version";
+
+/// One event from a row of [`EVENT_COLUMNS`].
+fn decode(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(0)?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event {position}: {what}"));
+    let payload_version: i64 = row.try_get(7)?;
+    if payload_version > i64::from(PAYLOAD_VERSION) {
+        return Err(corrupt(&format!(
+            "payload version {payload_version} is newer than this build reads ({PAYLOAD_VERSION})"
+        )));
+    }
+    let event_type: &str = row.try_get(3)?;
+    let payload: &str = row.try_get(4)?;
+    let event = DomainEvent::from_stored(event_type, payload)
+        .map_err(|e| corrupt(&format!("cannot decode {event_type}: {e}")))?;
+    let owner_id = row
+        .try_get::<_, Option<&str>>(5)?
+        .map(|o| o.parse::<OwnerId>())
+        .transpose()
+        .map_err(|_| corrupt("bad owner id"))?;
+    let recorded_at =
+        Timestamp::parse(row.try_get(6)?).ok_or_else(|| corrupt("bad recorded_at"))?;
+    let version: i64 = row.try_get(2)?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: row.try_get(1)?,
+        version: version as u64,
+        owner_id,
+        recorded_at,
+        event,
+    })
+}
+
+async fn stream_version(client: &impl GenericClient, stream_id: &str) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM events WHERE stream_id = $1",
+            &[&stream_id],
+        )
+        .await?;
+    Ok(row.try_get::<_, i64>(0)? as u64)
+}
+
+#[async_trait::async_trait]
+impl EventStore for PostgresStore {
+    async fn append(
+        &self,
+        appends: Vec<StreamAppend>,
+        side: SideWrites,
+        recorded_at: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The serialisation point: one append at a time past here, in commit order.
+        let head: i64 = tx
+            .query_one("SELECT position FROM ledger_head FOR UPDATE", &[])
+            .await?
+            .try_get(0)?;
+        let mut position = head;
+        let mut recorded = Vec::new();
+        for append in &appends {
+            let current = stream_version(&tx, &append.stream_id).await?;
+            if current != append.expected_version {
+                return Err(StoreError::Conflict {
+                    stream_id: append.stream_id.clone(),
+                });
+            }
+            for (offset, event) in append.events.iter().enumerate() {
+                position += 1;
+                recorded.push(RecordedEvent {
+                    position,
+                    stream_id: append.stream_id.clone(),
+                    version: current + offset as u64 + 1,
+                    owner_id: append.owner_id,
+                    recorded_at,
+                    event: event.clone(),
+                });
+            }
+        }
+        if !recorded.is_empty() {
+            let insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ))
+                .await?;
+            let at = recorded_at.to_string();
+            for event in &recorded {
+                let inserted = tx
+                    .execute(
+                        &insert,
+                        &[
+                            &event.position,
+                            &event.stream_id,
+                            &(event.version as i64),
+                            &event.event.event_type(),
+                            &event.event.payload().to_string(),
+                            &event.owner_id.map(|o| o.to_string()),
+                            &at,
+                            &i64::from(PAYLOAD_VERSION),
+                        ],
+                    )
+                    .await;
+                if let Err(error) = inserted {
+                    if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                        return Err(StoreError::Conflict {
+                            stream_id: event.stream_id.clone(),
+                        });
+                    }
+                    return Err(error.into());
+                }
+            }
+            tx.execute("UPDATE ledger_head SET position = $1", &[&position])
+                .await?;
+        }
+        for key in &side.data_keys {
+            tx.execute(
+                "INSERT INTO data_keys (credential_id, key_id, wrapped) VALUES ($1, $2, $3)",
+                &[&key.credential_id.to_string(), &key.key_id, &key.wrapped],
+            )
+            .await?;
+        }
+        for content in &side.contents {
+            tx.execute(
+                "INSERT INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &content.exchange_id.to_string(),
+                    &content.credential_id.to_string(),
+                    &content.recorded_at.to_string(),
+                    &content.headers,
+                    &content.body,
+                ],
+            )
+            .await?;
+        }
+        for event in &recorded {
+            projections::apply(&tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2
+                     ORDER BY version"
+                ),
+                &[&stream_id, &(after_version as i64)],
+            )
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        stream_version(&client, stream_id).await
+    }
+
+    async fn rebuild(&self, mut progress: Progress) -> Result<u64, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // No append runs meanwhile: they wait on the head row.
+        let total: i64 = tx
+            .query_one("SELECT position FROM ledger_head FOR UPDATE", &[])
+            .await?
+            .try_get(0)?;
+        tx.batch_execute(&format!("TRUNCATE {}", schema::PROJECTION_TABLES))
+            .await?;
+        let mut done = 0u64;
+        let mut after = 0i64;
+        const PAGE: i64 = 5000;
+        loop {
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND position <= $2
+                         ORDER BY position LIMIT $3"
+                    ),
+                    &[&after, &total, &PAGE],
+                )
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let event = decode(row)?;
+                after = event.position;
+                projections::apply(&tx, &event).await?;
+                done += 1;
+            }
+            progress(done, total as u64);
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn purge_exchanges(&self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let cutoff = cutoff.to_string();
+        tx.execute(
+            "DELETE FROM provider_exchanges WHERE id IN
+               (SELECT exchange_id FROM exchange_contents WHERE recorded_at < $1)",
+            &[&cutoff],
+        )
+        .await?;
+        let purged = tx
+            .execute(
+                "DELETE FROM exchange_contents WHERE recorded_at < $1",
+                &[&cutoff],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(purged as usize)
+    }
+
+    async fn rewrap_keys(&self, rewrap: Rewrap) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT credential_id, key_id, wrapped FROM data_keys FOR UPDATE",
+                &[],
+            )
+            .await?;
+        for row in &rows {
+            let credential_id: String = row.try_get(0)?;
+            let old = WrappedKey {
+                credential_id: credential_id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("data key id {credential_id}")))?,
+                key_id: row.try_get(1)?,
+                wrapped: row.try_get(2)?,
+            };
+            let new = rewrap(&old).map_err(StoreError::failed)?;
+            tx.execute(
+                "UPDATE data_keys SET key_id = $2, wrapped = $3 WHERE credential_id = $1",
+                &[&credential_id, &new.key_id, &new.wrapped],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    async fn data_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT DISTINCT key_id FROM data_keys ORDER BY key_id", &[])
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ReadModel for PostgresStore {
+    async fn owner_by_username(&self, username: &str) -> Result<Option<OwnerView>, StoreError> {
+        queries::owner_by_username(&self.pool.get().await?, username).await
+    }
+
+    async fn count_owners(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let count: i64 = client
+            .query_one("SELECT COUNT(*) FROM owners", &[])
+            .await?
+            .try_get(0)?;
+        Ok(count as u64)
+    }
+
+    async fn owner_by_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<(OwnerId, Timestamp)>, StoreError> {
+        queries::owner_by_token(&self.pool.get().await?, token_hash, now).await
+    }
+
+    async fn user(&self, owner: OwnerId, user: UserId) -> Result<Option<UserView>, StoreError> {
+        // One snapshot for the user and its credentials.
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let user = queries::user_of(&tx, owner, user).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn users(
+        &self,
+        owner: OwnerId,
+        query: UserQuery,
+    ) -> Result<(Vec<UserView>, u64), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let users = queries::users_of(&tx, owner, &query).await?;
+        tx.commit().await?;
+        Ok(users)
+    }
+
+    async fn credential(
+        &self,
+        owner: OwnerId,
+        user: UserId,
+        provider: Provider,
+    ) -> Result<Option<CredentialView>, StoreError> {
+        queries::credential_of(&self.pool.get().await?, owner, user, provider).await
+    }
+
+    async fn exchanges(
+        &self,
+        owner: OwnerId,
+        user: UserId,
+        provider: Provider,
+        since: Timestamp,
+    ) -> Result<Option<Vec<ExchangeView>>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let Some(credential) = queries::credential_of(&tx, owner, user, provider).await? else {
+            return Ok(None);
+        };
+        let exchanges = queries::exchanges_of(&tx, credential.id, since).await?;
+        tx.commit().await?;
+        Ok(Some(exchanges))
+    }
+
+    async fn due_checks(
+        &self,
+        now: Timestamp,
+        providers: &[Provider],
+        limit: u32,
+    ) -> Result<Vec<DueCheck>, StoreError> {
+        let keys: Vec<&str> = providers.iter().map(|p| p.key()).collect();
+        queries::due_checks(&self.pool.get().await?, now, &keys, limit).await
+    }
+
+    async fn due_check(&self, id: CredentialId) -> Result<Option<DueCheck>, StoreError> {
+        queries::due_check(&self.pool.get().await?, id).await
+    }
+}
