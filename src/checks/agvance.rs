@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::exchange::{add_tokens, credential_secrets, field, verdict, Sent};
-use super::{redact, CheckAdapter};
+use super::exchange::{credential_secrets, field, finish, verdict, Sent};
+use super::CheckAdapter;
 use crate::config::CheckSettings;
 use crate::domain::event::token_fields::SESSION_ID;
 use crate::domain::event::{IssuedTokens, ProviderExchange};
@@ -42,15 +42,10 @@ impl CheckAdapter for Login<'_> {
             .header("Accept", "application/json")
             .json(&body);
         let sent = Sent::send(request, "POST", endpoint, credential, clock.now()).await;
-        let mut secrets = credential_secrets(credential);
-        let mut result = sent
+        let result = sent
             .trouble()
             .unwrap_or_else(|| classify(sent.code, sent.json()));
-        if let Some(tokens) = &result.tokens {
-            add_tokens(&mut secrets, tokens);
-        }
-        result.reason = redact::reason(&result.reason, &secrets);
-        (result, vec![sent.record(&secrets)])
+        finish(result, vec![sent], credential_secrets(credential))
     }
 }
 
@@ -62,7 +57,25 @@ fn member<'a>(answer: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
         .map(|(_, value)| value)
 }
 
+/// The status an answer means: its body's `Status` first, at any HTTP status (AgVance answers
+/// errors with 200 too), then the HTTP status.
 fn classify(code: u16, answer: Option<Map<String, Value>>) -> CheckResult {
+    let status = answer.as_ref().and_then(|answer| {
+        member(answer, "Status").and_then(|s| match s {
+            Value::Number(n) => n.as_i64(),
+            Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        })
+    });
+    if let (Some(error @ (1 | 2)), Some(answer)) = (status, &answer) {
+        let message = member(answer, "Message")
+            .and_then(Value::as_str)
+            .unwrap_or("no message");
+        return verdict(
+            CredentialStatus::Unauthenticated,
+            format!("AgVance refused the login (HTTP {code}, Status {error}: {message})"),
+        );
+    }
     match code {
         200..=299 => {
             let Some(answer) = answer else {
@@ -71,25 +84,10 @@ fn classify(code: u16, answer: Option<Map<String, Value>>) -> CheckResult {
                     "AgVance's answer was not JSON",
                 );
             };
-            let status = member(&answer, "Status").and_then(|s| match s {
-                Value::Number(n) => n.as_i64(),
-                Value::String(text) => text.trim().parse().ok(),
-                _ => None,
-            });
-            let message = member(&answer, "Message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
             let session = member(&answer, "SessionId")
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty());
             match (status, session) {
-                (Some(1 | 2), _) => verdict(
-                    CredentialStatus::Unauthenticated,
-                    format!(
-                        "AgVance refused the login (HTTP {code}, Status {}: {message})",
-                        status.unwrap_or_default()
-                    ),
-                ),
                 (Some(0 | 3) | None, Some(session)) => {
                     let mut tokens = IssuedTokens::default();
                     tokens.fields.insert(SESSION_ID.into(), session.to_owned());
@@ -155,6 +153,16 @@ mod tests {
             CredentialStatus::TemporarilyUnavailable
         );
         assert_eq!(status_of(401, "{}"), CredentialStatus::Unauthenticated);
+        assert_eq!(
+            status_of(400, r#"{"Status":1,"Message":"Invalid login"}"#),
+            CredentialStatus::Unauthenticated,
+            "the body's Status decides at any HTTP status"
+        );
+        assert_eq!(
+            status_of(200, r#"{"SessionId":"s-1"}"#),
+            CredentialStatus::Ok,
+            "a session id without a Status is a login"
+        );
         assert_eq!(
             status_of(404, "{}"),
             CredentialStatus::TemporarilyUnavailable

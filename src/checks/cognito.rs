@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::exchange::{add_tokens, credential_secrets, field, lifetime, verdict, Sent};
-use super::{redact, CheckAdapter};
+use super::exchange::{credential_secrets, field, finish, lifetime, verdict, Sent};
+use super::CheckAdapter;
 use crate::config::CheckSettings;
 use crate::domain::event::token_fields::REFRESH_TOKEN;
 use crate::domain::event::{IssuedTokens, ProviderExchange};
@@ -38,7 +38,6 @@ impl CheckAdapter for RefreshAuth<'_> {
         clock: &dyn Clock,
     ) -> (CheckResult, Vec<ProviderExchange>) {
         let fields = &credential.fields;
-        let mut secrets = credential_secrets(credential);
         let client_id = field(fields, "clientId");
         let refresh = json!({
             "AuthFlow": "REFRESH_TOKEN_AUTH",
@@ -48,7 +47,7 @@ impl CheckAdapter for RefreshAuth<'_> {
         let (answer, first) = self
             .initiate(credential, endpoint, &refresh, clock.now())
             .await;
-        let (mut result, exchanges) = match answer {
+        let (result, exchanges) = match answer {
             Answer::NotAuthorized(_) => {
                 let login = json!({
                     "AuthFlow": "USER_PASSWORD_AUTH",
@@ -81,12 +80,7 @@ impl CheckAdapter for RefreshAuth<'_> {
             }
             Answer::Issued(result) | Answer::Other(result) => (result, vec![first]),
         };
-        if let Some(tokens) = &result.tokens {
-            add_tokens(&mut secrets, tokens);
-        }
-        result.reason = redact::reason(&result.reason, &secrets);
-        let exchanges = exchanges.into_iter().map(|s| s.record(&secrets)).collect();
-        (result, exchanges)
+        finish(result, exchanges, credential_secrets(credential))
     }
 }
 
@@ -110,19 +104,21 @@ impl RefreshAuth<'_> {
         let sent = Sent::send(request, "POST", endpoint, credential, now).await;
         let answer = match sent.trouble() {
             Some(trouble) => Answer::Other(trouble),
-            None => classify(sent.code, sent.json(), now),
-        };
-        if let Answer::Other(result) = &answer {
-            if result.reason.contains("ResourceNotFoundException")
-                || result.reason.contains("InvalidParameterException")
-            {
-                tracing::error!(
-                    credential = %credential.id,
-                    reason = %result.reason,
-                    "Cognito calls the request wrong: check Panorama's app client id and the configured endpoint's region"
-                );
+            None => {
+                let answer = sent.json();
+                let kind = answer.as_ref().and_then(error_type);
+                if let Some(kind @ ("ResourceNotFoundException" | "InvalidParameterException")) =
+                    kind
+                {
+                    tracing::error!(
+                        credential = %credential.id,
+                        error = kind,
+                        "Cognito calls the request wrong: check Panorama's app client id and the configured endpoint's region"
+                    );
+                }
+                classify(sent.code, answer, now)
             }
-        }
+        };
         (answer, sent)
     }
 }
@@ -190,5 +186,60 @@ fn classify(code: u16, answer: Option<Map<String, Value>>, now: Timestamp) -> An
             CredentialStatus::TemporarilyUnavailable,
             said("Cognito answered unexpectedly; checks go on"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(code: u16, json: &str) -> (&'static str, CredentialStatus) {
+        let now = Timestamp::parse("2026-11-01T00:00:00Z").unwrap();
+        match classify(code, serde_json::from_str(json).ok(), now) {
+            Answer::Issued(r) => ("issued", r.status),
+            Answer::NotAuthorized(r) => ("not authorized", r.status),
+            Answer::Other(r) => ("other", r.status),
+        }
+    }
+
+    #[test]
+    fn cognito_answers_map_to_statuses() {
+        use CredentialStatus as S;
+        let issued = r#"{"AuthenticationResult":{"AccessToken":"a","ExpiresIn":3600}}"#;
+        assert_eq!(status_of(200, issued), ("issued", S::Ok));
+        let refused =
+            r#"{"__type":"NotAuthorizedException","message":"Refresh Token has expired"}"#;
+        assert_eq!(
+            status_of(400, refused),
+            ("not authorized", S::Unauthenticated)
+        );
+        for login in [
+            "UserNotFoundException",
+            "PasswordResetRequiredException",
+            "UserNotConfirmedException",
+        ] {
+            let text = format!(r#"{{"__type":"com.amazonaws.cognito#{login}"}}"#);
+            assert_eq!(
+                status_of(400, &text),
+                ("other", S::Unauthenticated),
+                "{login}"
+            );
+        }
+        for trouble in [
+            "TooManyRequestsException",
+            "InternalErrorException",
+            "ResourceNotFoundException",
+            "InvalidParameterException",
+        ] {
+            let text = format!(r#"{{"__type":"{trouble}"}}"#);
+            assert_eq!(
+                status_of(400, &text),
+                ("other", S::TemporarilyUnavailable),
+                "{trouble}"
+            );
+        }
+        let challenge = r#"{"ChallengeName":"NEW_PASSWORD_REQUIRED","Session":"s"}"#;
+        assert_eq!(status_of(200, challenge), ("other", S::Unauthenticated));
+        assert_eq!(status_of(200, "{}"), ("other", S::TemporarilyUnavailable));
     }
 }

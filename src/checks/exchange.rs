@@ -57,6 +57,21 @@ pub fn lifetime(value: Option<&Value>) -> Option<i64> {
     (0..=MAX_EXPIRES_IN_SECS).contains(&secs).then_some(secs)
 }
 
+/// The end of every check: the tokens its result carries join `secrets`, and the reason and
+/// every exchange are redacted of them before anything is stored or logged.
+pub fn finish(
+    mut result: CheckResult,
+    sent: Vec<Sent>,
+    mut secrets: redact::Secrets,
+) -> (CheckResult, Vec<ProviderExchange>) {
+    if let Some(tokens) = &result.tokens {
+        add_tokens(&mut secrets, tokens);
+    }
+    result.reason = redact::reason(&result.reason, &secrets);
+    let exchanges = sent.into_iter().map(|s| s.record(&secrets)).collect();
+    (result, exchanges)
+}
+
 /// A result without tokens.
 pub fn verdict(status: CredentialStatus, reason: impl Into<String>) -> CheckResult {
     CheckResult {

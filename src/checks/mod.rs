@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::{AppError, Service};
 use crate::config::{CheckSettings, EVENTS_WINDOW_DAYS};
-use crate::domain::event::ProviderExchange;
+use crate::domain::event::{IssuedTokens, ProviderExchange};
 use crate::domain::fields::FieldKind;
 use crate::domain::provider::CheckKind;
 use crate::domain::user::{CheckResult, UserError};
@@ -328,10 +328,7 @@ impl Worker {
         // could not take now is offered again, a few times, and one that carries a new refresh
         // token for as long as this process lives (the old token may be dead at the provider
         // now). The credential's slot stays taken meanwhile, so no other check sends the old one.
-        let rotated = result
-            .tokens
-            .as_ref()
-            .is_some_and(|tokens| tokens.refresh_token.is_some());
+        let rotated = result.tokens.as_ref().is_some_and(IssuedTokens::rotates);
         let mut waits = [100, 400, 1600, 6400]
             .into_iter()
             .chain(std::iter::repeat(10_000).take_while(move |_| rotated));

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::exchange::{credential_secrets, field, lifetime, Sent};
 use super::{redact, CheckAdapter};
 use crate::config::CheckSettings;
-use crate::domain::event::token_fields::{ACCESS_TOKEN, REFRESH_TOKEN};
+use crate::domain::event::token_fields::REFRESH_TOKEN;
 use crate::domain::event::{IssuedTokens, ProviderExchange};
 use crate::domain::provider::{ClientAuth, OAuthCheck, ProviderSpec};
 use crate::domain::user::CheckResult;
@@ -125,8 +125,7 @@ pub async fn check(
         }
     }
     let sent = Sent::send(request.form(&form), "POST", token_url, credential, at).await;
-    if sent.failure.is_some() {
-        let result = sent.trouble().unwrap_or_else(|| unreachable!());
+    if let (Some(_), Some(result)) = (sent.failure, sent.trouble()) {
         return (result, sent.record(&secrets));
     }
     let code = sent.code;
@@ -140,14 +139,7 @@ pub async fn check(
         }
     }
     let error = parsed.as_ref().and_then(|p| p.error.clone());
-    let mut result = classify(
-        code,
-        parsed,
-        field(fields, ACCESS_TOKEN),
-        credential.status,
-        required_scopes,
-        at,
-    );
+    let mut result = classify(code, parsed, credential.status, required_scopes, at);
     match error.as_deref() {
         Some("invalid_client") if !(200..300).contains(&code) => tracing::error!(
             provider = spec.name,
@@ -175,13 +167,12 @@ pub async fn check(
 
 /// The status an answer means: a 2xx by its tokens and scopes, any other 4xx by its OAuth
 /// `error` code first and its HTTP status second (Auth0 answers `invalid_grant` with 403), 429
-/// and 5xx as the provider's trouble. `current_access_token` stands in when a 2xx answer
-/// rotates the refresh token without a new access token: a new refresh token is never thrown
-/// away. `current_status` is kept when the provider calls our request malformed (our bug).
+/// and 5xx as the provider's trouble. A 2xx answer that rotates the refresh token without a
+/// new access token still keeps the refresh token (the stored access token stays). The
+/// `current_status` is kept when the provider calls our request malformed (our bug).
 fn classify(
     code: u16,
     parsed: Option<TokenResponse>,
-    current_access_token: &str,
     current_status: CredentialStatus,
     required_scopes: &[String],
     at: Timestamp,
@@ -212,7 +203,7 @@ fn classify(
                     status: CredentialStatus::TemporarilyUnavailable,
                     tokens: refresh_token.map(|refresh_token| IssuedTokens {
                         refresh_token: Some(refresh_token),
-                        ..IssuedTokens::access(current_access_token.to_owned(), None)
+                        ..IssuedTokens::default()
                     }),
                     reason: "no access_token in the answer".into(),
                 };
@@ -324,7 +315,6 @@ mod tests {
         let ok = classify(
             200,
             answer(r#"{"access_token":"a","expires_in":60,"scope":"x y"}"#),
-            "",
             CredentialStatus::Ok,
             &[],
             at(),
@@ -334,7 +324,6 @@ mod tests {
         let scoped = classify(
             200,
             answer(r#"{"access_token":"a","scope":"x"}"#),
-            "",
             CredentialStatus::Ok,
             &["y".into()],
             at(),
@@ -347,7 +336,7 @@ mod tests {
         let by_error = |code: u16, error: &str| {
             let text = format!(r#"{{"error":"{error}"}}"#);
             let was = CredentialStatus::MissingPermission;
-            classify(code, answer(&text), "", was, &[], at())
+            classify(code, answer(&text), was, &[], at())
         };
         for code in [400, 401, 403] {
             let revoked = by_error(code, "invalid_grant");
@@ -387,7 +376,7 @@ mod tests {
             );
         }
         assert_eq!(
-            classify(404, None, "", CredentialStatus::Ok, &[], at()).status,
+            classify(404, None, CredentialStatus::Ok, &[], at()).status,
             CredentialStatus::TemporarilyUnavailable,
             "a wrong endpoint is not a revoked credential"
         );
@@ -397,21 +386,21 @@ mod tests {
             "a 5xx is the provider's trouble, whatever it says"
         );
         assert_eq!(
-            classify(401, None, "", CredentialStatus::Ok, &[], at()).status,
+            classify(401, None, CredentialStatus::Ok, &[], at()).status,
             CredentialStatus::Unauthenticated
         );
         assert_eq!(
-            classify(403, None, "", CredentialStatus::Ok, &[], at()).status,
+            classify(403, None, CredentialStatus::Ok, &[], at()).status,
             CredentialStatus::MissingPermission
         );
         for code in [429, 500, 502, 503] {
             assert_eq!(
-                classify(code, None, "", CredentialStatus::Ok, &[], at()).status,
+                classify(code, None, CredentialStatus::Ok, &[], at()).status,
                 CredentialStatus::TemporarilyUnavailable
             );
         }
         assert_eq!(
-            classify(200, answer("{}"), "", CredentialStatus::Ok, &[], at()).status,
+            classify(200, answer("{}"), CredentialStatus::Ok, &[], at()).status,
             CredentialStatus::TemporarilyUnavailable
         );
     }
@@ -436,7 +425,7 @@ mod tests {
             let text = format!(r#"{{"access_token":"a","expires_in":{absurd}}}"#);
             let parsed = answer(&text).unwrap();
             assert_eq!(parsed.expires_in, None, "{absurd}");
-            let ok = classify(200, Some(parsed), "", CredentialStatus::Ok, &[], at());
+            let ok = classify(200, Some(parsed), CredentialStatus::Ok, &[], at());
             assert_eq!(ok.status, CredentialStatus::Ok);
             assert_eq!(ok.tokens.unwrap().expires_at, None);
         }
@@ -444,7 +433,6 @@ mod tests {
         let rotated = classify(
             200,
             answer(r#"{"refresh_token":"r3"}"#),
-            "old-at",
             CredentialStatus::Ok,
             &[],
             at(),
@@ -456,7 +444,7 @@ mod tests {
                 tokens.access_token.as_deref(),
                 tokens.refresh_token.as_deref()
             ),
-            (Some("old-at"), Some("r3"))
+            (None, Some("r3"))
         );
     }
 }

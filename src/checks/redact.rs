@@ -26,7 +26,8 @@ const SECRET_HEADERS: &[&str] = &[
 ];
 
 /// Words that make a field name secret-looking.
-const SECRET_WORDS: &str = "token|secret|password|privatekey|apikey|assertion|code|key";
+/// `session` covers session ids and Cognito's challenge `Session`, which log a user in too.
+const SECRET_WORDS: &str = "token|secret|password|privatekey|apikey|assertion|code|key|session";
 
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase().replace(['_', '-'], "");

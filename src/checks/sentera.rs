@@ -5,10 +5,10 @@
 
 use serde_json::{json, Value};
 
-use super::exchange::{add_tokens, credential_secrets, field, verdict, Sent};
-use super::{redact, CheckAdapter};
+use super::exchange::{credential_secrets, field, finish, verdict, Sent};
+use super::CheckAdapter;
 use crate::config::CheckSettings;
-use crate::domain::event::token_fields::AUTH_TOKEN;
+use crate::domain::event::token_fields::{AUTH_TOKEN, ORGANIZATION_ID};
 use crate::domain::event::{IssuedTokens, ProviderExchange};
 use crate::domain::user::CheckResult;
 use crate::domain::{Clock, CredentialStatus};
@@ -43,83 +43,73 @@ impl CheckAdapter for SessionCheck<'_> {
         clock: &dyn Clock,
     ) -> (CheckResult, Vec<ProviderExchange>) {
         let base = endpoint.trim_end_matches('/');
-        let fields = &credential.fields;
-        let organization = field(fields, "organizationName");
-        let mut exchanges = vec![];
-        let stored = Some(field(fields, AUTH_TOKEN)).filter(|t| !t.is_empty());
-        let mut issued = None;
-        let mut found = None;
+        let organization = field(&credential.fields, "organizationName");
+        let mut secrets = credential_secrets(credential);
+        let mut sent = vec![];
+        // The stored session first; without one, as if it were refused.
+        let stored = Some(field(&credential.fields, AUTH_TOKEN)).filter(|t| !t.is_empty());
+        let mut query = Query::Refused;
         if let Some(token) = stored {
-            let (query, sent) = self
+            let (answer, exchange) = self
                 .query(credential, base, token, organization, clock)
                 .await;
-            exchanges.push(sent);
-            found = Some(query);
+            sent.push(exchange);
+            query = answer;
         }
-        let result =
-            loop {
-                match found.take() {
-                    Some(Query::Answered(id)) => break answered(organization, id, issued.take()),
-                    Some(Query::Failed(result)) => break result,
-                    // No session yet, or a refused one: log in (once), then ask again.
-                    Some(Query::Refused) | None if issued.is_none() => {
-                        let (login, sent) = self.login(credential, base, clock).await;
-                        exchanges.push(sent);
-                        match login {
-                            Ok(token) => {
-                                let (query, sent) = self
-                                    .query(credential, base, &token, organization, clock)
-                                    .await;
-                                exchanges.push(sent);
-                                issued = Some(token);
-                                found = Some(query);
-                            }
-                            Err(result) => break result,
-                        }
-                    }
-                    Some(Query::Refused) | None => break verdict(
-                        CredentialStatus::TemporarilyUnavailable,
-                        "Sentera refused the session it had just issued (HTTP 401); checks go on",
-                    ),
-                }
+        let mut issued = None;
+        if matches!(query, Query::Refused) {
+            let (login, exchange) = self.login(credential, base, clock).await;
+            sent.push(exchange);
+            let token = match login {
+                Ok(token) => token,
+                Err(result) => return finish(result, sent, secrets),
             };
-        let mut secrets = credential_secrets(credential);
-        if let Some(tokens) = &result.tokens {
-            add_tokens(&mut secrets, tokens);
+            secrets.add(&token);
+            let (answer, exchange) = self
+                .query(credential, base, &token, organization, clock)
+                .await;
+            sent.push(exchange);
+            query = answer;
+            issued = Some(token);
         }
-        let mut result = result;
-        result.reason = redact::reason(&result.reason, &secrets);
-        let exchanges = exchanges.into_iter().map(|s| s.record(&secrets)).collect();
-        (result, exchanges)
+        let mut result = match query {
+            Query::Answered(id) => answered(organization, id),
+            Query::Failed(result) => result,
+            Query::Refused => verdict(
+                CredentialStatus::TemporarilyUnavailable,
+                "Sentera refused the session it had just issued (HTTP 401); checks go on",
+            ),
+        };
+        // A session issued on the way is kept whatever the query found.
+        if let Some(token) = issued {
+            result
+                .tokens
+                .get_or_insert_with(IssuedTokens::default)
+                .fields
+                .insert(AUTH_TOKEN.into(), token);
+        }
+        finish(result, sent, secrets)
     }
 }
 
-/// The result of a query that worked: the session token issued on the way (if a login ran)
-/// and the organization's id are stored.
-fn answered(organization: &str, id: Option<String>, issued: Option<String>) -> CheckResult {
-    let mut tokens = IssuedTokens::default();
-    if let Some(token) = issued {
-        tokens.fields.insert(AUTH_TOKEN.into(), token);
-    }
-    let (status, reason) = match &id {
+/// The result of a query that worked: the organization's id is stored when it is visible.
+fn answered(organization: &str, id: Option<String>) -> CheckResult {
+    match id {
         Some(id) => {
-            tokens.fields.insert("organizationId".into(), id.clone());
-            (
-                CredentialStatus::Ok,
-                format!("Sentera's session works and sees the organization {organization}"),
-            )
+            let mut tokens = IssuedTokens::default();
+            tokens.fields.insert(ORGANIZATION_ID.into(), id);
+            CheckResult {
+                status: CredentialStatus::Ok,
+                tokens: Some(tokens),
+                reason: format!("Sentera's session works and sees the organization {organization}"),
+            }
         }
-        None => (
+        None => verdict(
             CredentialStatus::MissingPermission,
             format!(
                 "Sentera's session works but does not see an organization named {organization}"
             ),
         ),
-    };
-    CheckResult {
-        status,
-        tokens: (!tokens.fields.is_empty()).then_some(tokens),
-        reason,
     }
 }
 

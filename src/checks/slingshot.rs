@@ -7,7 +7,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
-use super::exchange::{credential_secrets, field, verdict, Sent};
+use super::exchange::{credential_secrets, field, finish, verdict, Sent};
 use super::{redact, CheckAdapter};
 use crate::config::CheckSettings;
 use crate::domain::event::ProviderExchange;
@@ -88,16 +88,32 @@ impl CheckAdapter for AccessKeyProbe<'_> {
             .trouble()
             .unwrap_or_else(|| classify(sent.code, sent.json().map(Value::Object), now));
         if sent.code == 401 {
-            // Slingshot answers 401 for a bad signature or a clock off by more than 120 s too:
-            // those are ours, and its body says which.
-            tracing::warn!(
-                credential = %credential.id,
-                answer = %redact::body(&sent.text, &secrets),
-                "Slingshot refused the request (401): a revoked access key, or a signature or clock error on this server"
-            );
+            // Slingshot answers 401 for a bad signature or a clock off by more than 120 s too,
+            // and its body may say which: those are ours, not the grower's.
+            let answer = redact::reason(&redact::body(&sent.text, &secrets), &secrets);
+            let lower = sent.text.to_ascii_lowercase();
+            if ["signature", "timestamp", "time stamp"]
+                .iter()
+                .any(|word| lower.contains(word))
+            {
+                tracing::error!(
+                    credential = %credential.id,
+                    %answer,
+                    "Slingshot refused this server's request signature or clock (401): a bug or a clock off by more than 120 s here, not the grower's access key; its status is kept"
+                );
+                result = verdict(
+                    credential.status,
+                    "Slingshot refused this service's request signature or clock (HTTP 401); status kept",
+                );
+            } else {
+                tracing::warn!(
+                    credential = %credential.id,
+                    %answer,
+                    "Slingshot refused the access key (401)"
+                );
+            }
         }
-        result.reason = redact::reason(&result.reason, &secrets);
-        (result, vec![sent.record(&secrets)])
+        finish(result, vec![sent], secrets)
     }
 }
 

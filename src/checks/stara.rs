@@ -3,17 +3,14 @@
 
 use serde_json::{json, Map, Value};
 
-use super::exchange::{add_tokens, credential_secrets, field, lifetime, verdict, Sent};
-use super::{redact, CheckAdapter};
+use super::exchange::{credential_secrets, field, finish, lifetime, verdict, Sent};
+use super::CheckAdapter;
 use crate::config::CheckSettings;
-use crate::domain::event::token_fields::ACCESS_TOKEN;
+use crate::domain::event::token_fields::{ACCESS_TOKEN, ACCESS_TOKEN_CLIENT};
 use crate::domain::event::{IssuedTokens, ProviderExchange};
 use crate::domain::user::CheckResult;
 use crate::domain::{Clock, CredentialStatus, Timestamp};
 use crate::store::CredentialView;
-
-/// The credential field (and the answer's) holding the client access token.
-const ACCESS_TOKEN_CLIENT: &str = "accessTokenClient";
 
 /// The `CheckKind::StaraRemint` adapter.
 pub struct Remint<'a> {
@@ -41,15 +38,10 @@ impl CheckAdapter for Remint<'_> {
             .json(&body);
         let now = clock.now();
         let sent = Sent::send(request, "POST", endpoint, credential, now).await;
-        let mut secrets = credential_secrets(credential);
-        let mut result = sent
+        let result = sent
             .trouble()
             .unwrap_or_else(|| classify(sent.code, sent.json(), now));
-        if let Some(tokens) = &result.tokens {
-            add_tokens(&mut secrets, tokens);
-        }
-        result.reason = redact::reason(&result.reason, &secrets);
-        (result, vec![sent.record(&secrets)])
+        finish(result, vec![sent], credential_secrets(credential))
     }
 }
 
@@ -66,24 +58,25 @@ fn classify(code: u16, answer: Option<Map<String, Value>>, now: Timestamp) -> Ch
     match code {
         200..=299 => {
             let answer = answer.unwrap_or_default();
-            let Some(access_token) = text(&answer, ACCESS_TOKEN, "access_token") else {
-                return verdict(
-                    CredentialStatus::TemporarilyUnavailable,
-                    "no accessToken in Stara's answer",
-                );
-            };
             let expires_in = ["expiresIn", "expires_in"]
                 .into_iter()
                 .find_map(|name| lifetime(answer.get(name)));
             let mut tokens = IssuedTokens {
+                access_token: text(&answer, ACCESS_TOKEN, "access_token"),
                 refresh_token: text(&answer, "refreshToken", "refresh_token"),
-                ..IssuedTokens::access(
-                    access_token,
-                    expires_in.map(|secs| now.plus(chrono::Duration::seconds(secs))),
-                )
+                expires_at: expires_in.map(|secs| now.plus(chrono::Duration::seconds(secs))),
+                ..IssuedTokens::default()
             };
             if let Some(client) = text(&answer, ACCESS_TOKEN_CLIENT, "access_token_client") {
                 tokens.fields.insert(ACCESS_TOKEN_CLIENT.into(), client);
+            }
+            if tokens.access_token.is_none() {
+                // Whatever it did rotate is kept: the old tokens may be dead now.
+                return CheckResult {
+                    status: CredentialStatus::TemporarilyUnavailable,
+                    tokens: tokens.rotates().then_some(tokens),
+                    reason: "no accessToken in Stara's answer".into(),
+                };
             }
             CheckResult {
                 status: CredentialStatus::Ok,

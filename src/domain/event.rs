@@ -116,6 +116,12 @@ pub mod token_fields {
     pub const AUTH_TOKEN: &str = "authToken";
     /// AgVance's session id.
     pub const SESSION_ID: &str = "sessionId";
+    /// Stara's client access token, which its re-mint rotates.
+    pub const ACCESS_TOKEN_CLIENT: &str = "accessTokenClient";
+    /// The grower's organization at Sentera, found by name.
+    pub const ORGANIZATION_ID: &str = "organizationId";
+    /// Issued fields the next check sends: a new one lost means the credential may be dead.
+    pub const ROTATED: &[&str] = &[REFRESH_TOKEN, ACCESS_TOKEN_CLIENT];
     /// Tokens a check may store under names no request field has: secrets, sealed at rest
     /// and masked like the request's secret fields.
     pub const ISSUED_SECRETS: &[&str] = &[ACCESS_TOKEN, REFRESH_TOKEN, AUTH_TOKEN, SESSION_ID];
@@ -139,6 +145,16 @@ pub struct IssuedTokens {
 }
 
 impl IssuedTokens {
+    /// Whether these tokens replace one the next check sends (a rotated refresh token, Stara's
+    /// client token): the old one may be dead at the provider now, so these must be stored.
+    pub fn rotates(&self) -> bool {
+        self.refresh_token.is_some()
+            || self
+                .fields
+                .keys()
+                .any(|name| token_fields::ROTATED.contains(&name.as_str()))
+    }
+
     /// Tokens with only an access token and its lifetime.
     pub fn access(access_token: String, expires_at: Option<Timestamp>) -> Self {
         Self {
@@ -152,8 +168,9 @@ impl IssuedTokens {
 }
 
 /// The layout of every event's payload, stored with each event (`event_version`): a build reads
-/// the versions up to its own and refuses a ledger written by a newer one.
-pub const PAYLOAD_VERSION: u32 = 1;
+/// the versions up to its own and refuses a ledger written by a newer one. 2: issued tokens may
+/// lack `accessToken` and carry `fields` (an older build would drop them).
+pub const PAYLOAD_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all_fields = "camelCase")]
@@ -348,5 +365,32 @@ mod tests {
             DomainEvent::from_stored(event.event_type(), &event.payload().to_string()).unwrap();
         assert_eq!(back, event);
         assert_eq!(event.payload()["status"], "UNAUTHENTICATED");
+    }
+
+    /// A `CredentialTokensRotated` payload as version 1 wrote it (always an `accessToken`, no
+    /// `fields`) still reads; version 2 writes an absent access token as absent.
+    #[test]
+    fn a_version_1_token_rotation_still_reads_and_version_2_writes_what_is_new() {
+        let user_id = "0190a8c2-5a5e-7b3e-8f00-000000000001";
+        let credential_id = "0190a8c2-5a5e-7b3e-8f00-000000000002";
+        let v1 = format!(
+            r#"{{"userId":"{user_id}","credentialId":"{credential_id}","provider":"Raven",
+                "tokens":{{"accessToken":"v1:at","refreshToken":"v1:rt",
+                           "expiresAt":"2026-11-01T00:00:00Z","scopes":["ag1"]}}}}"#
+        );
+        let DomainEvent::CredentialTokensRotated { tokens, .. } =
+            DomainEvent::from_stored("CredentialTokensRotated", &v1).unwrap()
+        else {
+            panic!("not a rotation");
+        };
+        assert_eq!(tokens.access_token.as_deref(), Some("v1:at"));
+        assert_eq!(tokens.refresh_token.as_deref(), Some("v1:rt"));
+        assert!(tokens.fields.is_empty());
+        let mut session = IssuedTokens::default();
+        session.fields.insert("sessionId".into(), "s".into());
+        let written = serde_json::to_value(&session).unwrap();
+        assert!(written.get("accessToken").is_none(), "{written}");
+        assert_eq!(written["fields"]["sessionId"], "s");
+        assert!(!session.rotates() && tokens.rotates());
     }
 }

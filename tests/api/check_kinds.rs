@@ -81,9 +81,10 @@ fn round(replies: Vec<Reply>, status: &'static str, reason: &'static str) -> Rou
 }
 
 /// Posts `slug`'s credential against `provider` (configured as `endpoint`), then plays each
-/// round: the first on creation, the next ones on `POST …/check`. After each, the status and
-/// reason are the round's, `lastCheckedTime` is set, the exchanges are in `/events`, and no
-/// secret of the credential or the provider's answers is in `/events` or the reason.
+/// round: the first on creation, the next ones on `POST …/check`, the clock 30 s later each
+/// time (less than any schedule's shortest wait). After each, the status and reason are the
+/// round's, `lastCheckedTime` is the round's time, the exchanges are in `/events`, and no
+/// secret of the credential or of the provider's answers is in `/events` or the reason.
 async fn play(
     slug: &str,
     short_name: &str,
@@ -92,7 +93,7 @@ async fn play(
     rounds: Vec<Round>,
     secrets: &[&str],
 ) -> (TestApp, String) {
-    let app = spawn_app_with(settings(short_name, endpoint), None).await;
+    let mut app = spawn_app_with(settings(short_name, endpoint), None).await;
     let user = app.new_user().await;
     let body = body_of(slug);
     let mut all_secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
@@ -102,6 +103,7 @@ async fn play(
         }
     }
     for (i, round) in rounds.into_iter().enumerate() {
+        app.advance_clock(chrono::Duration::seconds(30)).await;
         for reply in round.replies {
             provider.then(reply);
         }
@@ -178,6 +180,12 @@ async fn slingshot_signs_its_access_key_probe_and_reads_is_active() {
     );
     let rounds = vec![
         round(vec![active], "OK", "active until 2099-11-17"),
+        // A refused signature is this service's fault, not the grower's: the status stays.
+        round(
+            vec![Reply::raw(401, "text/plain", "Invalid signature")],
+            "OK",
+            "signature or clock (HTTP 401); status kept",
+        ),
         round(
             vec![Reply::json(
                 200,
@@ -195,9 +203,13 @@ async fn slingshot_signs_its_access_key_probe_and_reads_is_active() {
             "expired",
         ),
         round(
-            vec![Reply::raw(401, "text/plain", "Invalid signature")],
+            vec![Reply::raw(
+                401,
+                "text/plain",
+                "Access key revoked (sharedSecret slingshot-shared-secret)",
+            )],
             "UNAUTHENTICATED",
-            "HTTP 401",
+            "refused the access key (HTTP 401)",
         ),
         round(
             vec![Reply::json(403, json!({}))],
@@ -207,7 +219,7 @@ async fn slingshot_signs_its_access_key_probe_and_reads_is_active() {
         round(vec![trouble()], "TEMPORARILY_UNAVAILABLE", "HTTP 503"),
         round(vec![garbage()], "TEMPORARILY_UNAVAILABLE", "not JSON"),
     ];
-    let (app, _) = play(
+    let (app, user) = play(
         "raven-slingshot-credentials",
         "raven-slingshot",
         &base(&provider),
@@ -221,8 +233,9 @@ async fn slingshot_signs_its_access_key_probe_and_reads_is_active() {
     // Slingshot documents, independently of the service's code.
     let port = base(&provider).rsplit(':').next().unwrap().to_owned();
     let seen = provider.seen();
-    assert_eq!(seen.len(), 7);
-    for request in seen {
+    assert_eq!(seen.len(), 8);
+    let last = app.service.now().datetime().timestamp();
+    for (i, request) in seen.iter().enumerate() {
         assert_eq!(
             (request.method.as_str(), request.path.as_str()),
             ("GET", "/accesskey")
@@ -230,11 +243,9 @@ async fn slingshot_signs_its_access_key_probe_and_reads_is_active() {
         let h = &request.headers;
         assert_eq!(h["x-ss-apikey"], "slingshot-api-key");
         assert_eq!(h["x-ss-accesskey"], "slingshot-access-key");
+        // Round i ran 30 s per round before the last one.
         let timestamp = &h["x-ss-timestamp"];
-        assert_eq!(
-            timestamp,
-            &app.service.now().datetime().timestamp().to_string()
-        );
+        assert_eq!(timestamp, &(last - 30 * (7 - i as i64)).to_string());
         let text = format!(
             "GET\r\n127.0.0.1\r\n/accesskey\r\n{timestamp}\r\nslingshot-api-key\r\nslingshot-access-key\r\n"
         );
@@ -245,9 +256,31 @@ async fn slingshot_signs_its_access_key_probe_and_reads_is_active() {
             base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         assert_eq!(h["x-ss-signature"], expected, "port {port}");
     }
+    // Both 401s are logged for the operator with this credential's id, the body redacted.
+    let id = app
+        .credentials_json(&user, "raven-slingshot-credentials")
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logs = crate::helpers::logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&id)).collect();
+    let signature = lines
+        .iter()
+        .find(|l| l.contains("request signature or clock (401)"))
+        .expect("the refused signature is logged as an error");
+    assert!(signature.contains("ERROR"), "{signature}");
+    let revoked = lines
+        .iter()
+        .find(|l| l.contains("Slingshot refused the access key (401)"))
+        .expect("the refused access key is logged");
     assert!(
-        crate::helpers::logs().contains("a signature or clock error on this server"),
-        "a 401 is logged for the operator"
+        revoked.contains("Access key revoked") && revoked.contains("[redacted]"),
+        "{revoked}"
+    );
+    assert!(
+        !logs.contains("slingshot-shared-secret"),
+        "the secret never reaches the log"
     );
 }
 
@@ -272,9 +305,20 @@ async fn stara_re_mints_its_tokens_and_keeps_the_new_ones() {
             "HTTP 403",
         ),
         round(vec![trouble()], "TEMPORARILY_UNAVAILABLE", "HTTP 503"),
+        // Tokens rotated without an access token are still kept.
+        round(
+            vec![Reply::json(200, json!({"refreshToken": "stara-refresh-3"}))],
+            "TEMPORARILY_UNAVAILABLE",
+            "no accessToken",
+        ),
         round(vec![garbage()], "TEMPORARILY_UNAVAILABLE", "no accessToken"),
     ];
-    let secrets = ["stara-new-access", "stara-new-client", "stara-new-refresh"];
+    let secrets = [
+        "stara-new-access",
+        "stara-new-client",
+        "stara-new-refresh",
+        "stara-refresh-3",
+    ];
     let (app, user) = play(
         "stara-credentials",
         "stara",
@@ -305,7 +349,7 @@ async fn stara_re_mints_its_tokens_and_keeps_the_new_ones() {
         (
             &json!("stara-new-access"),
             &json!("stara-new-client"),
-            &json!("stara-new-refresh")
+            &json!("stara-refresh-3")
         )
     );
 }
@@ -349,6 +393,19 @@ async fn panorama_refreshes_at_cognito_and_falls_back_to_the_partner_login() {
             "UNAUTHENTICATED",
             "refused the refresh token and the partner login",
         ),
+        // The partner login asks for a new password: its challenge session is a secret.
+        round(
+            vec![
+                refused(),
+                Reply::json(
+                    200,
+                    json!({"ChallengeName": "NEW_PASSWORD_REQUIRED",
+                           "Session": "cognito-challenge-session", "ChallengeParameters": {}}),
+                ),
+            ],
+            "UNAUTHENTICATED",
+            "challenge (NEW_PASSWORD_REQUIRED)",
+        ),
         round(
             vec![Reply::json(
                 400,
@@ -365,6 +422,7 @@ async fn panorama_refreshes_at_cognito_and_falls_back_to_the_partner_login() {
         "panorama-access-2",
         "panorama-refresh-2",
         "panorama-id-token",
+        "cognito-challenge-session",
     ];
     let _ = play(
         "panorama-credentials",
@@ -376,7 +434,7 @@ async fn panorama_refreshes_at_cognito_and_falls_back_to_the_partner_login() {
     )
     .await;
     let seen = provider.seen();
-    assert_eq!(seen.len(), 8);
+    assert_eq!(seen.len(), 10);
     assert_eq!(
         seen[0].headers["x-amz-target"],
         "AWSCognitoIdentityProviderService.InitiateAuth"
@@ -460,7 +518,24 @@ async fn sentera_logs_in_once_reuses_its_session_and_finds_the_organization() {
             "UNAUTHENTICATED",
             "refused the grower's login",
         ),
-        round(vec![trouble()], "TEMPORARILY_UNAVAILABLE", "HTTP 503"),
+        // A new login, then Sentera in trouble: the new session is kept all the same.
+        round(
+            vec![
+                Reply::json(401, json!({})),
+                session("sentera-token-3"),
+                trouble(),
+            ],
+            "TEMPORARILY_UNAVAILABLE",
+            "HTTP 503",
+        ),
+        round(
+            vec![
+                Reply::json(401, json!({})),
+                Reply::json(422, json!({"errors": ["invalid"]})),
+            ],
+            "UNAUTHENTICATED",
+            "refused the grower's login (HTTP 422)",
+        ),
         round(
             vec![garbage()],
             "TEMPORARILY_UNAVAILABLE",
@@ -473,7 +548,7 @@ async fn sentera_logs_in_once_reuses_its_session_and_finds_the_organization() {
         &base(&provider),
         &provider,
         rounds,
-        &["sentera-token-1", "sentera-token-2"],
+        &["sentera-token-1", "sentera-token-2", "sentera-token-3"],
     )
     .await;
     let seen = provider.seen();
@@ -490,6 +565,10 @@ async fn sentera_logs_in_once_reuses_its_session_and_finds_the_organization() {
             "/graphql",
             "/v1/sessions",
             "/graphql",
+            "/v1/sessions",
+            "/graphql",
+            "/graphql",
+            "/v1/sessions",
             "/graphql"
         ]
     );
@@ -515,7 +594,14 @@ async fn sentera_logs_in_once_reuses_its_session_and_finds_the_organization() {
     );
     let credential = app.credentials_json(&user, "sentera-credentials").await;
     assert_eq!(credential["organizationId"], "id-Grower Farms");
-    assert_eq!(credential["authToken"], "sentera-token-2");
+    assert_eq!(
+        credential["authToken"], "sentera-token-3",
+        "the session issued before the provider's trouble was kept"
+    );
+    assert_eq!(
+        seen[13].authorization.as_deref(),
+        Some("Bearer sentera-token-3")
+    );
     assert!(credential.get("password").is_none(), "never shown");
 }
 
@@ -535,7 +621,7 @@ async fn agvance_reads_the_body_status_of_an_http_200() {
         round(
             vec![Reply::json(
                 200,
-                json!({"Status": 1, "Message": "Invalid username or password"}),
+                json!({"Status": 1, "Message": "Invalid username or password agvance-password"}),
             )],
             "UNAUTHENTICATED",
             "Invalid username or password",
