@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use crate::app::crypto::KeySource;
 use crate::app::Service;
+use crate::config::Database;
 use crate::config::Settings;
 use crate::domain::SystemClock;
 use crate::startup::Application;
-use crate::store::{SqliteStore, StoreOptions};
+use crate::store::StoreOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct DatabaseArgs {
-    /// The SQLite file (its folder is created on first start).
+    /// The SQLite file (its folder is created on first start), or a PostgreSQL database
+    /// (`postgres://user@host/db` or `host=… dbname=…`) shared by several nodes.
     #[arg(
         long,
         global = true,
@@ -58,25 +60,39 @@ struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    fn open(&self) -> anyhow::Result<SqliteStore> {
-        Ok(SqliteStore::open(&self.database, self.options())?)
+    fn database(&self) -> Database {
+        Database::named(&self.database.to_string_lossy())
     }
 
+    async fn open(&self) -> anyhow::Result<crate::store::SharedStore> {
+        Ok(
+            crate::startup::Opened::open(&self.database(), self.options())
+                .await?
+                .shared(),
+        )
+    }
+
+    /// The master key: `CREDENTIAL_LEDGER_MASTER_KEY`, else the key file (by default
+    /// `master.key` beside a SQLite database; on PostgreSQL it must be named).
     fn key_source(&self) -> KeySource {
         match std::env::var("CREDENTIAL_LEDGER_MASTER_KEY") {
             Ok(key) if !key.trim().is_empty() => KeySource::Inline(key),
             _ => KeySource::File(self.master_key_file.clone().unwrap_or_else(|| {
-                self.database
-                    .parent()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join("master.key")
+                match self.database() {
+                    Database::Sqlite(path) => path
+                        .parent()
+                        .unwrap_or(std::path::Path::new("."))
+                        .join("master.key"),
+                    // Never generated there: `open_service` refuses a missing one.
+                    Database::Postgres(_) => PathBuf::from("./master.key"),
+                }
             })),
         }
     }
 
     async fn service(&self) -> anyhow::Result<Service> {
         let (_, service) = crate::startup::open_service(
-            &self.database,
+            &self.database(),
             self.options(),
             self.key_source(),
             Arc::new(SystemClock),
@@ -222,10 +238,10 @@ impl Cli {
                 Ok(())
             }
             Some(Command::Rebuild) => {
-                let store = self.database.open()?;
+                let store = self.database.open().await?;
                 let started = std::time::Instant::now();
                 let progress = |done, total| eprintln!("rebuild: {done}/{total} events applied");
-                let done = crate::store::EventStore::rebuild(&store, Box::new(progress)).await?;
+                let done = store.rebuild(Box::new(progress)).await?;
                 println!(
                     "rebuilt every projection from {done} events in {:.2?}",
                     started.elapsed()
@@ -251,7 +267,7 @@ impl ServeArgs {
 async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings {
         bind: args.bind,
-        database: database.database.clone(),
+        database: database.database(),
         store: database.options(),
         master_key: database.key_source(),
         mask_secrets: args.mask_secrets,
@@ -282,7 +298,7 @@ async fn serve(database: &DatabaseArgs, args: ServeArgs) -> anyhow::Result<()> {
         println!("This password is not stored and will not be shown again.");
     }
     tracing::info!(
-        database = %settings.database.display(),
+        database = %settings.database.describe(),
         "listening on http://127.0.0.1:{} (Swagger UI at /swagger-ui/)",
         app.port()
     );

@@ -17,8 +17,8 @@ pub const EVENTS_WINDOW_DAYS: i64 = 30;
 pub struct Settings {
     /// Address to listen on, e.g. `127.0.0.1:8080` (port 0 picks a free port).
     pub bind: String,
-    /// The SQLite file; its folder is created if missing.
-    pub database: PathBuf,
+    /// Where the ledger is.
+    pub database: Database,
     pub store: crate::store::StoreOptions,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
@@ -30,6 +30,34 @@ pub struct Settings {
     pub mask_secrets: bool,
     pub rate_limits: RateLimits,
     pub connections: ConnectionLimits,
+}
+
+/// Where the ledger is: a SQLite file (its folder is created if missing), or a PostgreSQL
+/// database shared by several nodes.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL or `host=… dbname=…` conninfo.
+    Postgres(String),
+}
+
+impl Database {
+    /// `--database`: a PostgreSQL URL or conninfo, else a SQLite file's path.
+    pub fn named(text: &str) -> Database {
+        if crate::store::postgres::is_postgres(text) {
+            Database::Postgres(text.to_owned())
+        } else {
+            Database::Sqlite(PathBuf::from(text))
+        }
+    }
+
+    /// The database as logs and errors name it (a PostgreSQL password never shown).
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(conninfo) => crate::store::postgres::describe(conninfo),
+        }
+    }
 }
 
 /// What a client connection may hold of the server. Every connection is a file descriptor: a

@@ -10,10 +10,11 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::crypto::{KeySource, Keyring};
 use crate::app::{Secrets, Service};
+use crate::config::Database;
 use crate::config::{Settings, MAX_BODY_BYTES};
 use crate::domain::{Clock, SystemClock};
 use crate::http::{self, ApiError, RouteTable};
-use crate::store::SqliteStore;
+use crate::store::{PostgresStore, SharedStore, SqliteStore};
 
 pub struct Application {
     port: u16,
@@ -40,7 +41,10 @@ impl Application {
         )
         .await?;
         let service = service.with_unchecked(crate::checks::unchecked_reasons(&settings.checks));
-        store.claim_serving()?;
+        if let Opened::Sqlite(store) = &store {
+            // One server per file; on PostgreSQL any number of nodes serve one database.
+            store.claim_serving()?;
+        }
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -85,29 +89,72 @@ impl Application {
     }
 }
 
+/// An opened store, as the backend it is.
+pub enum Opened {
+    Sqlite(SqliteStore),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Opened {
+    /// Opens `database`: a SQLite file with `options`, or a PostgreSQL database (its schema
+    /// brought up to date under a lock, one node at a time).
+    pub async fn open(
+        database: &Database,
+        options: crate::store::StoreOptions,
+    ) -> anyhow::Result<Opened> {
+        Ok(match database {
+            Database::Sqlite(path) => Opened::Sqlite(SqliteStore::open(path, options)?),
+            Database::Postgres(conninfo) => {
+                Opened::Postgres(Arc::new(PostgresStore::open(conninfo).await.map_err(
+                    |e| anyhow::anyhow!("cannot open {}: {e}", database.describe()),
+                )?))
+            }
+        })
+    }
+
+    pub fn shared(&self) -> SharedStore {
+        match self {
+            Opened::Sqlite(store) => Arc::new(store.clone()),
+            Opened::Postgres(store) => store.clone(),
+        }
+    }
+}
+
 /// Opens the database and its master keys as every command does: refuses an emptied database
-/// beside an existing key file, and a key file that cannot open the database's data keys.
+/// beside an existing key file, a key file that cannot open the database's data keys, and, on
+/// PostgreSQL, a master key that is not given (every node must use the same one, so none is
+/// ever generated there).
 pub async fn open_service(
-    database: &std::path::Path,
+    database: &Database,
     options: crate::store::StoreOptions,
     master_key: KeySource,
     clock: Arc<dyn Clock>,
     mask_secrets: bool,
-) -> anyhow::Result<(SqliteStore, Service)> {
-    let store = SqliteStore::open(database, options)?;
-    if let KeySource::File(key_file) = &master_key {
-        anyhow::ensure!(
-            !(store.found_empty() && key_file.exists()),
+) -> anyhow::Result<(Opened, Service)> {
+    let store = Opened::open(database, options).await?;
+    match (&store, &master_key) {
+        (Opened::Sqlite(sqlite), KeySource::File(key_file)) => anyhow::ensure!(
+            !(sqlite.found_empty() && key_file.exists()),
             "{} is empty, but the master key file {} exists: the database was emptied or \
              replaced. Restore it from a backup; for a fresh start, delete both files",
-            database.display(),
+            database.describe(),
             key_file.display()
-        );
+        ),
+        (Opened::Postgres(_), KeySource::File(key_file)) => anyhow::ensure!(
+            key_file.exists(),
+            "the master key file {} does not exist, and on PostgreSQL none is generated: every \
+             node must use the same key. Make one once (`openssl rand -base64 32`) and give it \
+             to every node as CREDENTIAL_LEDGER_MASTER_KEY, or in a file named with \
+             --master-key-file",
+            key_file.display()
+        ),
+        _ => {}
     }
-    let in_use = crate::store::EventStore::data_key_ids(&store).await?;
+    let shared = store.shared();
+    let in_use = shared.data_key_ids().await?;
     let keyring = Keyring::open_for(master_key, &in_use)?;
     let secrets = Secrets::new(Arc::new(keyring), mask_secrets);
-    let service = Service::new(Arc::new(store.clone()), clock, secrets);
+    let service = Service::new(shared, clock, secrets);
     Ok((store, service))
 }
 

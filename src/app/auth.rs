@@ -54,8 +54,12 @@ impl Service {
         }
         let username = "admin".to_owned();
         let password = random_hex(16);
-        self.create_owner(&username, &password).await?;
-        Ok(Some((username, password)))
+        match self.create_owner(&username, &password).await {
+            Ok(_) => Ok(Some((username, password))),
+            // Another node on the same database created it first.
+            Err(_) if self.store.count_owners().await? > 0 => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Checks a login and issues a bearer token; `None` when the username or password is wrong.

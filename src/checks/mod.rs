@@ -187,6 +187,21 @@ impl Worker {
         let wake = self.service.checks_wanted();
         let mut last_retention: Option<Instant> = None;
         loop {
+            // On a database several nodes share, one of them checks.
+            let leads = match self.service.store().lead().await {
+                Ok(leads) => leads,
+                Err(error) => {
+                    tracing::warn!(error = %chain(&error), "could not ask whether this node leads the checks");
+                    false
+                }
+            };
+            if !leads {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.tick) => {}
+                    _ = wake.notified() => {}
+                }
+                continue;
+            }
             if let Err(error) = self.clone().start_due_checks().await {
                 tracing::warn!(error = %chain(&error), "could not look for due checks");
             }

@@ -23,6 +23,7 @@ use crate::domain::{
     CredentialId, CredentialStatus, DomainEvent, ExchangeId, OwnerId, Provider, Timestamp, UserId,
 };
 
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, StoreOptions, WriterCounts, DEFAULT_MAX_BATCH};
 
 /// An error's cause, kept with its own chain (shared: a failed group commit answers each of
@@ -260,6 +261,12 @@ pub trait EventStore: Send + Sync {
 
     /// Whether the storage answers (and no read has found it damaged).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether this process leads: runs the jobs that one process at a time must run on this
+    /// database (the credential checks, retention). Asked again before each round of them; a
+    /// leader that loses its database connection stops leading, and another process takes
+    /// over.
+    async fn lead(&self) -> Result<bool, StoreError>;
 }
 
 /// The current views, projected from the ledger. Every read of a user or a credential is

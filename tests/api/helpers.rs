@@ -265,7 +265,7 @@ pub async fn spawn_configured(
     ));
     let mut settings = Settings {
         bind: "127.0.0.1:0".into(),
-        database: database.clone(),
+        database: credential_ledger::config::Database::Sqlite(database.clone()),
         store: StoreOptions::default(),
         workers: 2,
         checks: CheckSettings {

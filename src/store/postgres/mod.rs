@@ -35,6 +35,28 @@ pub fn is_postgres(database: &str) -> bool {
         })
 }
 
+/// `database` as logs name it: its hosts and database name, never its password.
+pub fn describe(database: &str) -> String {
+    match tokio_postgres::Config::from_str(database) {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|host| match host {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            format!(
+                "PostgreSQL database {} on {}",
+                config.get_dbname().unwrap_or("(default)"),
+                hosts.join(", ")
+            )
+        }
+        Err(_) => "a PostgreSQL database (unreadable connection string)".to_owned(),
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         let class = error.code().map(|c| c.code()[..2].to_owned());
@@ -58,7 +80,12 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 /// The ledger on a PostgreSQL database.
 pub struct PostgresStore {
     pool: Pool,
+    /// The connection holding the leader's session lock, while this node leads.
+    leader: tokio::sync::Mutex<Option<deadpool_postgres::Object>>,
 }
+
+/// The key of the session advisory lock held by the node that runs the checks and retention.
+pub const LEADER_LOCK: i64 = 0x6c65_6164_6572; // "leader"
 
 /// How many connections one node keeps to the database.
 pub const POOL_SIZE: usize = 16;
@@ -94,7 +121,10 @@ impl PostgresStore {
             .execute("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
             .await?;
         migrated?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            leader: tokio::sync::Mutex::new(None),
+        })
     }
 }
 
@@ -360,6 +390,29 @@ impl EventStore for PostgresStore {
         rows.iter()
             .map(|r| r.try_get(0).map_err(StoreError::from))
             .collect()
+    }
+
+    /// The node whose connection holds the leader lock leads; the lock goes with the
+    /// connection (a node killed loses it at once).
+    async fn lead(&self) -> Result<bool, StoreError> {
+        let mut leader = self.leader.lock().await;
+        if let Some(held) = leader.as_ref() {
+            if held.execute("SELECT 1", &[]).await.is_ok() {
+                return Ok(true);
+            }
+            // The connection is gone, and the lock with it.
+            *leader = None;
+        }
+        let client = self.pool.get().await?;
+        let won: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+            .await?
+            .try_get(0)?;
+        if won {
+            // Out of the pool for good: the lock is this session's.
+            *leader = Some(client);
+        }
+        Ok(won)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -346,6 +346,11 @@ impl EventStore for SqliteStore {
         self.read(events::data_key_ids).await
     }
 
+    /// One server per file (`claim_serving`): it always leads.
+    async fn lead(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.damaged.load(Ordering::SeqCst) {
             return Err(StoreError::Corrupt(
