@@ -5,7 +5,8 @@
 //! BENCH_EVENTS (ledger size for the replay phase, default 1 000 000), BENCH_CREDENTIALS and
 //! BENCH_EXCHANGES (the exchange-log phase, default 100 000 and 10 000 000). BENCH_SERVER runs the load phases
 //! against another build of the server (to compare two versions on the same ledgers).
-//! BENCH_PHASES picks phases (a comma list of writes, attach, reads, mixed, replay, exchanges;
+//! BENCH_PHASES picks phases (a comma list of writes, attach, reads, mixed, postgres, replay,
+//! exchanges; postgres needs BENCH_POSTGRES, a cluster's conninfo;
 //! reads needs writes; mixed runs two loads of BENCH_MIXED_SECONDS, default 60), and BENCH_KEEP=1 keeps the ledgers under target/tmp/perf for a closer look. Needs
 //! `wrk` (apt install wrk).
 
@@ -23,7 +24,8 @@ use credential_ledger::domain::{
     UserId,
 };
 use credential_ledger::store::{
-    ExchangeContent, SharedStore, SideWrites, SqliteStore, StoreOptions, StreamAppend,
+    ExchangeContent, PostgresStore, SharedStore, SideWrites, SqliteStore, StoreOptions,
+    StreamAppend,
 };
 
 /// The server under test: this build, or `BENCH_SERVER`.
@@ -57,6 +59,11 @@ impl Server {
     /// Starts the release server on `database` and waits until `/health` answers; returns it
     /// and how long that took.
     fn start(database: &Path, extra: &[&str]) -> (Server, Duration) {
+        Server::start_env(database, extra, &[])
+    }
+
+    /// As `start`, with `env` set for the server.
+    fn start_env(database: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Server, Duration) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -73,6 +80,7 @@ impl Server {
             .args(["--owner-rate", "1000000000", "--database"])
             .arg(database)
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -451,6 +459,56 @@ fn new_ledger(path: &Path) -> (tokio::runtime::Runtime, Service, OwnerId) {
     (rt, ledger, owner)
 }
 
+/// The master key of the PostgreSQL ledgers (given, as on PostgreSQL it must be).
+const PG_MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// A new database on the PostgreSQL cluster `cluster` (a conninfo), with the owner `bench`:
+/// its conninfo, and a service over it for seeding.
+fn new_pg_ledger(cluster: &str) -> (tokio::runtime::Runtime, Service, OwnerId, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let database = format!("{cluster} dbname={name}");
+    let store = rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(cluster, tokio_postgres::NoTls)
+            .await
+            .expect("BENCH_POSTGRES answers");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        PostgresStore::open(&database).await.unwrap()
+    });
+    let keyring = Keyring::open(KeySource::Inline(PG_MASTER_KEY.into())).unwrap();
+    let secrets = Secrets::new(Arc::new(keyring), false);
+    let ledger = Service::new(Arc::new(store), Arc::new(SystemClock), secrets);
+    let owner = rt.block_on(ledger.create_owner("bench", PASSWORD)).unwrap();
+    (rt, ledger, owner, database)
+}
+
+/// CPU seconds (user + system) used so far by every process named `name`.
+fn cpu_seconds_of(name: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (comm, rest) = stat.split_once(") ")?;
+            let comm = comm.split_once(" (")?.1;
+            (comm == name).then_some(())?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .sum()
+}
+
 /// Exchanges per credential written together while seeding the exchange log.
 const EXCHANGE_RUN: u64 = 10;
 
@@ -666,7 +724,7 @@ fn main() {
     println!();
     let mut peak_rss: f64 = 0.0;
     let phases = std::env::var("BENCH_PHASES")
-        .unwrap_or_else(|_| "writes,attach,reads,mixed,replay,exchanges".into());
+        .unwrap_or_else(|_| "writes,attach,reads,mixed,postgres,replay,exchanges".into());
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
     assert!(
         phase("writes") || !phase("reads"),
@@ -861,6 +919,134 @@ fn main() {
     }
 
     // 3. Replay: rebuild vs a raw scan of the events table; startup on a large ledger.
+    // 2c. PostgreSQL: one node against one SQLite node (durable creates, credential GETs),
+    // then credential GETs through one, two and three nodes on one database. Needs
+    // BENCH_POSTGRES, a conninfo of a cluster this may create databases on.
+    if phase("postgres") {
+        match std::env::var("BENCH_POSTGRES")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            None => println!(
+                "postgres: skipped (set BENCH_POSTGRES to a cluster's conninfo; \
+                 tests/e2e/postgres.sh starts a throwaway one)"
+            ),
+            Some(cluster) => {
+                let sqlite_db = root.join("postgres/ledger.sqlite");
+                let sqlite_users = seed_users(&sqlite_db, 1000);
+                let (rt, ledger, owner, pg_db) = new_pg_ledger(&cluster);
+                let pg_users: Vec<String> = seed(&rt, ledger.store(), owner, 1000, 0, 0)
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect();
+                drop(ledger);
+                drop(rt);
+                let pg_env = [("CREDENTIAL_LEDGER_MASTER_KEY", PG_MASTER_KEY)];
+                let pg_path = PathBuf::from(&pg_db);
+                let (sqlite, _) = Server::start(&sqlite_db, &[]);
+                let (pg, _) = Server::start_env(&pg_path, &[], &pg_env);
+                let (sqlite_token, pg_token) = (sqlite.login(), pg.login());
+                let create = |server: &Server, token: &str| {
+                    wrk(
+                        &root,
+                        &server.base,
+                        token,
+                        "POST",
+                        "/services/usermanagement/api/users",
+                        &[String::new()],
+                        "",
+                        USER_BODY,
+                        CONNECTIONS,
+                        round_seconds,
+                        false,
+                    )
+                };
+                alternate(
+                    "POST /users, PostgreSQL node (req/s)",
+                    "POST /users, SQLite node (req/s)",
+                    "report",
+                    |_| create(&sqlite, &sqlite_token),
+                    |_| create(&pg, &pg_token),
+                );
+                let read = |server: &Server, token: &str, users: &[String]| {
+                    john_deere_load(
+                        &root,
+                        &server.base,
+                        token,
+                        users,
+                        "",
+                        CONNECTIONS,
+                        round_seconds,
+                    )
+                };
+                alternate(
+                    "credential GET, PostgreSQL node (req/s)",
+                    "credential GET, SQLite node (req/s)",
+                    "report",
+                    |_| read(&sqlite, &sqlite_token, &sqlite_users),
+                    |_| read(&pg, &pg_token, &pg_users),
+                );
+                drop(sqlite);
+                // GETs spread over one, two and three nodes on the one database, 64
+                // connections in all; where the cores go.
+                let mut nodes = vec![pg];
+                for _ in 0..2 {
+                    nodes.push(Server::start_env(&pg_path, &[], &pg_env).0);
+                }
+                let mut one = 0.0;
+                for count in 1..=3usize {
+                    let (pg_before, nodes_before) = (
+                        cpu_seconds_of("postgres"),
+                        cpu_seconds_of("credential-ledg"),
+                    );
+                    let started = Instant::now();
+                    let loads: Vec<Load> = std::thread::scope(|scope| {
+                        let handles: Vec<_> = nodes[..count]
+                            .iter()
+                            .enumerate()
+                            .map(|(i, node)| {
+                                let dir = root.join(format!("postgres/node{i}"));
+                                std::fs::create_dir_all(&dir).unwrap();
+                                let (users, token) = (&pg_users, &pg_token);
+                                scope.spawn(move || {
+                                    john_deere_load(
+                                        &dir,
+                                        &node.base,
+                                        token,
+                                        users,
+                                        "",
+                                        CONNECTIONS / count as u32,
+                                        seconds,
+                                    )
+                                })
+                            })
+                            .collect();
+                        handles.into_iter().map(|h| h.join().unwrap()).collect()
+                    });
+                    let wall = started.elapsed().as_secs_f64();
+                    let rps: f64 = loads.iter().map(|l| l.rps).sum();
+                    let errors: u64 = loads.iter().map(|l| l.errors).sum();
+                    if count == 1 {
+                        one = rps;
+                    }
+                    report(
+                        &format!("credential GET, {count} PostgreSQL node(s) (req/s)"),
+                        rps,
+                        "req/s",
+                        "one node",
+                        one,
+                        "report",
+                    );
+                    println!(
+                        "    non-2xx answers: {errors}; cores busy: postgres {:.2}, nodes {:.2} (of {cpus})",
+                        (cpu_seconds_of("postgres") - pg_before) / wall,
+                        (cpu_seconds_of("credential-ledg") - nodes_before) / wall,
+                    );
+                }
+            }
+        }
+    }
+
     if phase("replay") {
         let db = root.join("replay/ledger.sqlite");
         std::fs::create_dir_all(db.parent().unwrap()).unwrap();

@@ -186,6 +186,7 @@ impl Worker {
     async fn run(self: Arc<Self>) {
         let wake = self.service.checks_wanted();
         let mut last_retention: Option<Instant> = None;
+        let mut led = false;
         loop {
             // On a database several nodes share, one of them checks.
             let leads = match self.service.store().lead().await {
@@ -195,6 +196,14 @@ impl Worker {
                     false
                 }
             };
+            if leads != led {
+                led = leads;
+                if leads {
+                    tracing::info!("this node now leads the credential checks and retention");
+                } else {
+                    tracing::warn!("this node no longer leads the credential checks");
+                }
+            }
             if !leads {
                 tokio::select! {
                     _ = tokio::time::sleep(self.settings.tick) => {}
