@@ -6,12 +6,14 @@
 //! projections are applied in the same transaction, so every node reads its own writes at once.
 //! The driver is `tokio-postgres` with a `deadpool-postgres` pool.
 
+mod cached;
 mod projections;
 mod queries;
 pub mod schema;
 #[cfg(test)]
 mod tests;
 
+use cached::Cached;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -80,6 +82,10 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 /// The ledger on a PostgreSQL database.
 pub struct PostgresStore {
     pool: Pool,
+    /// Appends go to the node's writer, which commits them in groups.
+    writer: tokio::sync::mpsc::Sender<Job>,
+    /// Transactions the writer has committed.
+    commits: Arc<std::sync::atomic::AtomicU64>,
     /// The connection holding the leader's session lock, while this node leads.
     leader: tokio::sync::Mutex<Option<deadpool_postgres::Object>>,
 }
@@ -121,10 +127,22 @@ impl PostgresStore {
             .execute("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
             .await?;
         migrated?;
+        let (writer, jobs) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(write(pool.clone(), jobs, commits.clone()));
         Ok(PostgresStore {
             pool,
+            writer,
+            commits,
             leader: tokio::sync::Mutex::new(None),
         })
+    }
+}
+
+impl PostgresStore {
+    /// Transactions the writer has committed (each holding one or more appends).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -165,12 +183,177 @@ fn decode(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
 
 async fn stream_version(client: &impl GenericClient, stream_id: &str) -> Result<u64, StoreError> {
     let row = client
-        .query_one(
+        .query_one_cached(
             "SELECT COALESCE(MAX(version), 0)::BIGINT FROM events WHERE stream_id = $1",
             &[&stream_id],
         )
         .await?;
     Ok(row.try_get::<_, i64>(0)? as u64)
+}
+
+/// One append waiting for the writer, and where its answer goes.
+struct Job {
+    appends: Vec<StreamAppend>,
+    side: SideWrites,
+    recorded_at: Timestamp,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+}
+
+/// Most appends one transaction commits together. Each has a savepoint of its own, and more
+/// than 64 subtransactions in one transaction slow every session of the database down.
+pub const MAX_BATCH: usize = 32;
+
+/// The node's writer: takes the appends waiting, up to `MAX_BATCH`, and commits them in one
+/// transaction under the head lock (one WAL flush for all), each in a savepoint so that one
+/// that fails (a stale expected version) is undone alone. Every append is answered only once
+/// the transaction is durable; if it does not commit, all of them get its error.
+async fn write(
+    pool: Pool,
+    mut jobs: tokio::sync::mpsc::Receiver<Job>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        match commit_batch(&pool, &batch, &mut answers).await {
+            Ok(()) => {
+                commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                for (job, answer) in batch.into_iter().zip(answers) {
+                    let _ = job.answer.send(answer);
+                }
+            }
+            Err(error) => {
+                for job in batch {
+                    let _ = job.answer.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Appends every job of `batch` in one transaction; `answers` gets each one's own outcome
+/// (valid once the transaction commits).
+async fn commit_batch(
+    pool: &Pool,
+    batch: &[Job],
+    answers: &mut Vec<Result<Vec<RecordedEvent>, StoreError>>,
+) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let mut tx = client.transaction().await?;
+    // The serialisation point: one batch at a time past here, in commit order.
+    let head: i64 = tx
+        .query_one_cached("SELECT position FROM ledger_head FOR UPDATE", &[])
+        .await?
+        .try_get(0)?;
+    let mut position = head;
+    for job in batch.iter() {
+        let savepoint = tx.savepoint("append").await?;
+        let mut at = position;
+        match append_in(&savepoint, &mut at, job).await {
+            Ok(recorded) => {
+                savepoint.commit().await?;
+                position = at;
+                answers.push(Ok(recorded));
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                answers.push(Err(error));
+            }
+        }
+    }
+    if position != head {
+        tx.execute_cached("UPDATE ledger_head SET position = $1", &[&position])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One append inside the batch's transaction, its events from `*position + 1` on.
+async fn append_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    position: &mut i64,
+    job: &Job,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut recorded = Vec::new();
+    for append in &job.appends {
+        let current = stream_version(tx, &append.stream_id).await?;
+        if current != append.expected_version {
+            return Err(StoreError::Conflict {
+                stream_id: append.stream_id.clone(),
+            });
+        }
+        for (offset, event) in append.events.iter().enumerate() {
+            *position += 1;
+            recorded.push(RecordedEvent {
+                position: *position,
+                stream_id: append.stream_id.clone(),
+                version: current + offset as u64 + 1,
+                owner_id: append.owner_id,
+                recorded_at: job.recorded_at,
+                event: event.clone(),
+            });
+        }
+    }
+    let at = job.recorded_at.to_string();
+    for event in &recorded {
+        let inserted = tx
+            .execute_cached(
+                &format!(
+                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ),
+                &[
+                    &event.position,
+                    &event.stream_id,
+                    &(event.version as i64),
+                    &event.event.event_type(),
+                    &event.event.payload().to_string(),
+                    &event.owner_id.map(|o| o.to_string()),
+                    &at,
+                    &i64::from(PAYLOAD_VERSION),
+                ],
+            )
+            .await;
+        if let Err(error) = inserted {
+            if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                return Err(StoreError::Conflict {
+                    stream_id: event.stream_id.clone(),
+                });
+            }
+            return Err(error.into());
+        }
+    }
+    for key in &job.side.data_keys {
+        tx.execute_cached(
+            "INSERT INTO data_keys (credential_id, key_id, wrapped) VALUES ($1, $2, $3)",
+            &[&key.credential_id.to_string(), &key.key_id, &key.wrapped],
+        )
+        .await?;
+    }
+    for content in &job.side.contents {
+        tx.execute_cached(
+            "INSERT INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &content.exchange_id.to_string(),
+                &content.credential_id.to_string(),
+                &content.recorded_at.to_string(),
+                &content.headers,
+                &content.body,
+            ],
+        )
+        .await?;
+    }
+    for event in &recorded {
+        projections::apply(tx, event).await?;
+    }
+    Ok(recorded)
 }
 
 #[async_trait::async_trait]
@@ -181,95 +364,20 @@ impl EventStore for PostgresStore {
         side: SideWrites,
         recorded_at: Timestamp,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // The serialisation point: one append at a time past here, in commit order.
-        let head: i64 = tx
-            .query_one("SELECT position FROM ledger_head FOR UPDATE", &[])
-            .await?
-            .try_get(0)?;
-        let mut position = head;
-        let mut recorded = Vec::new();
-        for append in &appends {
-            let current = stream_version(&tx, &append.stream_id).await?;
-            if current != append.expected_version {
-                return Err(StoreError::Conflict {
-                    stream_id: append.stream_id.clone(),
-                });
-            }
-            for (offset, event) in append.events.iter().enumerate() {
-                position += 1;
-                recorded.push(RecordedEvent {
-                    position,
-                    stream_id: append.stream_id.clone(),
-                    version: current + offset as u64 + 1,
-                    owner_id: append.owner_id,
-                    recorded_at,
-                    event: event.clone(),
-                });
-            }
-        }
-        if !recorded.is_empty() {
-            let insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                ))
-                .await?;
-            let at = recorded_at.to_string();
-            for event in &recorded {
-                let inserted = tx
-                    .execute(
-                        &insert,
-                        &[
-                            &event.position,
-                            &event.stream_id,
-                            &(event.version as i64),
-                            &event.event.event_type(),
-                            &event.event.payload().to_string(),
-                            &event.owner_id.map(|o| o.to_string()),
-                            &at,
-                            &i64::from(PAYLOAD_VERSION),
-                        ],
-                    )
-                    .await;
-                if let Err(error) = inserted {
-                    if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                        return Err(StoreError::Conflict {
-                            stream_id: event.stream_id.clone(),
-                        });
-                    }
-                    return Err(error.into());
-                }
-            }
-            tx.execute("UPDATE ledger_head SET position = $1", &[&position])
-                .await?;
-        }
-        for key in &side.data_keys {
-            tx.execute(
-                "INSERT INTO data_keys (credential_id, key_id, wrapped) VALUES ($1, $2, $3)",
-                &[&key.credential_id.to_string(), &key.key_id, &key.wrapped],
-            )
-            .await?;
-        }
-        for content in &side.contents {
-            tx.execute(
-                "INSERT INTO exchange_contents (exchange_id, credential_id, recorded_at, headers, body)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &content.exchange_id.to_string(),
-                    &content.credential_id.to_string(),
-                    &content.recorded_at.to_string(),
-                    &content.headers,
-                    &content.body,
-                ],
-            )
-            .await?;
-        }
-        for event in &recorded {
-            projections::apply(&tx, event).await?;
-        }
-        tx.commit().await?;
-        Ok(recorded)
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job = Job {
+            appends,
+            side,
+            recorded_at,
+            answer,
+        };
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::unavailable("the writer has stopped"))?;
+        answered
+            .await
+            .map_err(|_| StoreError::unavailable("the writer stopped before answering"))?
     }
 
     async fn read_stream(
@@ -279,7 +387,7 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2
                      ORDER BY version"

@@ -2,6 +2,8 @@
 //! position 0). The same rows as SQLite's, event for event: the contract suite compares them.
 
 use deadpool_postgres::GenericClient;
+
+use super::cached::Cached;
 use serde_json::{Map, Value};
 
 use crate::domain::DomainEvent;
@@ -17,7 +19,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             password_hash,
             created_at,
         } => {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO owners (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)",
                 &[&owner_id.to_string(), username, password_hash, &created_at.to_string()],
             )
@@ -28,7 +30,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             token_hash,
             expires_at,
         } => {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO owner_tokens (token_hash, owner_id, expires_at) VALUES ($1, $2, $3)",
                 &[token_hash, &owner_id.to_string(), &expires_at.to_string()],
             )
@@ -40,7 +42,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             profile,
             created_at,
         } => {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO users (id, owner_id, seq, name, email, phone, address, external_id, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
@@ -58,7 +60,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             .await?;
         }
         E::UserUpdated { user_id, profile } => {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE users SET name = $2, email = $3, phone = $4, address = $5, external_id = $6
                  WHERE id = $1",
                 &[
@@ -74,7 +76,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
         }
         E::UserDeleted { user_id } => {
             let rows = tx
-                .query(
+                .query_cached(
                     "SELECT id FROM credentials WHERE user_id = $1",
                     &[&user_id.to_string()],
                 )
@@ -82,7 +84,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             for row in rows {
                 delete_credential(tx, row.try_get(0)?).await?;
             }
-            tx.execute("DELETE FROM users WHERE id = $1", &[&user_id.to_string()])
+            tx.execute_cached("DELETE FROM users WHERE id = $1", &[&user_id.to_string()])
                 .await?;
         }
         E::CredentialCreated {
@@ -110,7 +112,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             let owner_id = recorded.owner_id.ok_or_else(|| {
                 StoreError::Corrupt(format!("event {} has no owner", recorded.position))
             })?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO credentials (id, user_id, owner_id, provider, status, fields,
                    created_at, next_check_at, consecutive_failures, last_checked_at, status_reason)
                  VALUES ($1, $2, $3, $4, 'OK', $5, $6, $6, 0, NULL, NULL)",
@@ -134,7 +136,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             reason,
             ..
         } => {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE credentials SET status = $2, status_reason = coalesce($3, status_reason)
                  WHERE id = $1",
                 &[&credential_id.to_string(), &status.as_str(), reason],
@@ -148,14 +150,14 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
         } => {
             let id = credential_id.to_string();
             let row = tx
-                .query_opt("SELECT fields FROM credentials WHERE id = $1", &[&id])
+                .query_opt_cached("SELECT fields FROM credentials WHERE id = $1", &[&id])
                 .await?;
             if let Some(row) = row {
                 let text: &str = row.try_get(0)?;
                 let mut fields: Map<String, Value> = serde_json::from_str(text)
                     .map_err(|_| StoreError::Corrupt(format!("fields of credential {id}")))?;
                 crate::domain::user::apply_tokens(&mut fields, tokens);
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE credentials SET fields = $2 WHERE id = $1",
                     &[&id, &Value::Object(fields).to_string()],
                 )
@@ -169,7 +171,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             reason,
             ..
         } => {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE credentials SET next_check_at = $2, consecutive_failures = $3,
                    last_checked_at = $4, status_reason = coalesce($5, status_reason)
                  WHERE id = $1",
@@ -188,7 +190,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             reason,
             ..
         } => {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE credentials SET next_check_at = NULL, status_reason = $2 WHERE id = $1",
                 &[&credential_id.to_string(), reason],
             )
@@ -197,7 +199,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
         E::CredentialCheckRequested {
             credential_id, at, ..
         } => {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE credentials SET next_check_at = $2 WHERE id = $1",
                 &[&credential_id.to_string(), &at.to_string()],
             )
@@ -206,7 +208,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
         E::ProviderExchangeRecorded { exchange: x } => {
             // Shown only while its credential lives and its contents are retained; the ledger
             // keeps the fact either way. The time is the contents' own, to the character.
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO provider_exchanges (id, credential_id, status_code, recorded_at)
                  SELECT $1, $2, $3, c.recorded_at
                  FROM exchange_contents c
@@ -232,7 +234,7 @@ async fn delete_credential(tx: &impl GenericClient, id: &str) -> Result<(), Stor
         "DELETE FROM provider_exchanges WHERE credential_id = $1",
         "DELETE FROM credentials WHERE id = $1",
     ] {
-        tx.execute(sql, &[&id]).await?;
+        tx.execute_cached(sql, &[&id]).await?;
     }
     Ok(())
 }

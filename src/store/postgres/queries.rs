@@ -2,6 +2,8 @@
 //! scoped by owner.
 
 use deadpool_postgres::GenericClient;
+
+use super::cached::Cached;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -29,7 +31,7 @@ pub async fn owner_by_username(
     username: &str,
 ) -> Result<Option<OwnerView>, StoreError> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT id, username, password_hash FROM owners WHERE username = $1",
             &[&username],
         )
@@ -50,7 +52,7 @@ pub async fn owner_by_token(
     now: Timestamp,
 ) -> Result<Option<(OwnerId, Timestamp)>, StoreError> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT owner_id, expires_at FROM owner_tokens WHERE token_hash = $1 AND expires_at > $2",
             &[&token_hash, &now.to_string()],
         )
@@ -98,7 +100,7 @@ pub async fn credential_of(
     provider: Provider,
 ) -> Result<Option<CredentialView>, StoreError> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!(
                 "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS}
                  WHERE c.owner_id = $1 AND c.user_id = $2 AND c.provider = $3"
@@ -114,7 +116,7 @@ const USER_COLUMNS: &str = "id, name, email, phone, address, external_id, create
 async fn user(client: &impl GenericClient, r: &Row) -> Result<UserView, StoreError> {
     let id: &str = r.try_get(0)?;
     let credentials = client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS} WHERE c.user_id = $1 ORDER BY c.provider"
             ),
@@ -144,7 +146,7 @@ pub async fn user_of(
     id: UserId,
 ) -> Result<Option<UserView>, StoreError> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT {USER_COLUMNS} FROM users WHERE owner_id = $1 AND id = $2"),
             &[&owner.to_string(), &id.to_string()],
         )
@@ -176,7 +178,7 @@ pub async fn users_of(
         }
     }
     let total: i64 = client
-        .query_one(
+        .query_one_cached(
             &format!("SELECT COUNT(*) FROM users WHERE {filter}"),
             &values,
         )
@@ -205,7 +207,7 @@ pub async fn users_of(
         order.push_str(&format!("{column} {direction}, "));
     }
     let rows = client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY {order}seq LIMIT ${} OFFSET ${}",
                 values.len() - 1,
@@ -228,7 +230,7 @@ pub async fn exchanges_of(
     since: Timestamp,
 ) -> Result<Vec<ExchangeView>, StoreError> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT e.id, e.status_code, c.headers, c.body, e.recorded_at
              FROM provider_exchanges e JOIN exchange_contents c ON c.exchange_id = e.id
              WHERE e.credential_id = $1 AND e.recorded_at >= $2
@@ -265,7 +267,7 @@ pub async fn due_checks(
     limit: u32,
 ) -> Result<Vec<DueCheck>, StoreError> {
     let rows = client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS}
                  WHERE c.next_check_at IS NOT NULL AND c.next_check_at <= $1
@@ -283,7 +285,7 @@ pub async fn due_check(
     id: CredentialId,
 ) -> Result<Option<DueCheck>, StoreError> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!(
                 "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS}
                  WHERE c.id = $1 AND c.next_check_at IS NOT NULL"

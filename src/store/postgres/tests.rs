@@ -22,6 +22,11 @@ pub fn test_database() -> Option<String> {
 
 /// A fresh store in a new schema of the test database.
 pub async fn open() -> Option<((), SharedStore)> {
+    let store = open_store().await?;
+    Some(((), store))
+}
+
+async fn open_store() -> Option<Arc<PostgresStore>> {
     let database = test_database()?;
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let mut config = tokio_postgres::Config::from_str(&database).expect("a connection string");
@@ -35,10 +40,78 @@ pub async fn open() -> Option<((), SharedStore)> {
         .await
         .unwrap();
     config.options(format!("-c search_path={schema}"));
-    let store = PostgresStore::open_config(config).await.unwrap();
-    Some(((), Arc::new(store)))
+    Some(Arc::new(PostgresStore::open_config(config).await.unwrap()))
 }
 
 mod contract {
     store_contract!(super::open().await);
+}
+
+/// Appends that wait together are committed together, each in a savepoint: a stale one fails
+/// alone, the rest commit, and positions stay gap-free.
+#[tokio::test]
+async fn a_group_commit_undoes_only_the_append_that_failed() {
+    use crate::domain::{DomainEvent, OwnerId};
+    use crate::store::{SideWrites, StreamAppend};
+    let Some(store) = open_store().await else {
+        return;
+    };
+    let at = Timestamp::parse("2026-11-01T00:00:00Z").unwrap();
+    let append = move |stream: String| {
+        let owner_id = OwnerId::new();
+        StreamAppend {
+            stream_id: stream,
+            expected_version: 0,
+            owner_id: Some(owner_id),
+            events: vec![DomainEvent::OwnerTokenIssued {
+                owner_id,
+                token_hash: uuid::Uuid::new_v4().to_string(),
+                expires_at: at,
+            }],
+        }
+    };
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let append = append.clone();
+            // Every fourth append races for the same new stream.
+            let stream = if i % 4 == 0 {
+                "contested".to_owned()
+            } else {
+                format!("s{i}")
+            };
+            tokio::spawn(async move {
+                store
+                    .append(vec![append(stream.clone())], SideWrites::default(), at)
+                    .await
+                    .map(|recorded| (stream, recorded[0].position))
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(done) => won.push(done),
+            Err(StoreError::Conflict { stream_id }) => {
+                assert_eq!(stream_id, "contested");
+                conflicts += 1;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(
+        (won.len(), conflicts),
+        (31, 9),
+        "30 distinct streams and one contested winner"
+    );
+    let mut positions: Vec<i64> = won.iter().map(|(_, p)| *p).collect();
+    positions.sort();
+    assert_eq!(positions, (1..=31).collect::<Vec<_>>(), "gap-free");
+    assert_eq!(store.stream_version("contested").await.unwrap(), 1);
+    assert!(
+        store.commits() < 40,
+        "40 appends waiting together took {} commits",
+        store.commits()
+    );
 }
