@@ -73,7 +73,6 @@ async fn a_group_commit_undoes_only_the_append_that_failed() {
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let store = store.clone();
-            let append = append.clone();
             // Every fourth append races for the same new stream.
             let stream = if i % 4 == 0 {
                 "contested".to_owned()
