@@ -108,14 +108,10 @@ async fn a_token_expires_after_24_hours_and_after_30_days_with_remember_me() {
 #[tokio::test]
 async fn tokens_and_passwords_are_stored_only_as_hashes() {
     let app = spawn_app().await;
-    let conn = app.sqlite();
-    let mut stmt = conn
-        .prepare("SELECT payload FROM events UNION ALL SELECT token_hash FROM owner_tokens UNION ALL SELECT password_hash FROM owners")
-        .unwrap();
-    let stored: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let stored: Vec<String> = app
+        .select("SELECT payload AS text FROM events UNION ALL SELECT token_hash FROM owner_tokens UNION ALL SELECT password_hash FROM owners")
+        .into_iter()
+        .map(|row| row[0].clone().unwrap())
         .collect();
     assert!(!stored.is_empty());
     for text in stored {

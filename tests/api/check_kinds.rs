@@ -34,23 +34,11 @@ fn body_of(slug: &str) -> Value {
 }
 
 fn recorded_exchanges(app: &TestApp) -> i64 {
-    app.sqlite()
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE event_type = 'ProviderExchangeRecorded'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.count("SELECT COUNT(*) FROM events WHERE event_type = 'ProviderExchangeRecorded'")
 }
 
 fn recorded_checks(app: &TestApp) -> i64 {
-    app.sqlite()
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE event_type = 'CredentialChecked'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.count("SELECT COUNT(*) FROM events WHERE event_type = 'CredentialChecked'")
 }
 
 /// Waits (bounded) until one more check than `before` is recorded.

@@ -83,27 +83,16 @@ async fn check_now(app: &TestApp, user: &str) -> reqwest::Response {
 
 /// Exchanges the ledger has recorded (committed with each check's schedule).
 fn recorded_exchanges(app: &TestApp) -> i64 {
-    app.sqlite()
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE event_type = 'ProviderExchangeRecorded'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.count("SELECT COUNT(*) FROM events WHERE event_type = 'ProviderExchangeRecorded'")
 }
 
 /// The payload of the last `CredentialTokensRotated` event.
 fn last_rotation(app: &TestApp) -> Value {
-    let payload: String = app
-        .sqlite()
-        .query_row(
-            "SELECT payload FROM events WHERE event_type = 'CredentialTokensRotated'
-             ORDER BY position DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    serde_json::from_str(&payload).unwrap()
+    let payload = app.select(
+        "SELECT payload FROM events WHERE event_type = 'CredentialTokensRotated'
+         ORDER BY position DESC LIMIT 1",
+    );
+    serde_json::from_str(payload[0][0].as_deref().unwrap()).unwrap()
 }
 
 /// Lets the worker run a few ticks.
@@ -417,6 +406,7 @@ async fn concurrent_check_requests_make_one_exchange() {
 
 #[tokio::test]
 async fn a_late_result_for_a_replaced_credential_is_discarded() {
+    crate::sqlite_only!();
     let provider = FakeProvider::start(ok_reply().after(Duration::from_millis(300))).await;
     let app = spawn_app_with(settings(&provider.url), None).await;
     let user = app.new_user().await;
@@ -511,19 +501,9 @@ async fn exchanges_older_than_30_days_are_hidden_then_reclaimed_and_the_ledger_k
     let user = app.new_user().await;
     app.post_credentials(&user, RAVEN, &raven_body("rt")).await;
     eventually("checked", || async { events(&app, &user).await.len() == 1 }).await;
-    let contents = |app: &TestApp| -> i64 {
-        app.sqlite()
-            .query_row("SELECT COUNT(*) FROM exchange_contents", [], |r| r.get(0))
-            .unwrap()
-    };
+    let contents = |app: &TestApp| -> i64 { app.count("SELECT COUNT(*) FROM exchange_contents") };
     let recorded = |app: &TestApp| -> i64 {
-        app.sqlite()
-            .query_row(
-                "SELECT COUNT(*) FROM events WHERE event_type = 'ProviderExchangeRecorded'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+        app.count("SELECT COUNT(*) FROM events WHERE event_type = 'ProviderExchangeRecorded'")
     };
 
     let first = events(&app, &user).await[0]["id"].clone();
@@ -538,10 +518,7 @@ async fn exchanges_older_than_30_days_are_hidden_then_reclaimed_and_the_ledger_k
     assert_eq!(shown.len(), 1, "older than 30 days: not shown");
     assert_ne!(shown[0]["id"], first);
     assert_eq!(recorded(&app), 2, "the ledger keeps both events");
-    let log_rows: i64 = app
-        .sqlite()
-        .query_row("SELECT COUNT(*) FROM provider_exchanges", [], |r| r.get(0))
-        .unwrap();
+    let log_rows: i64 = app.count("SELECT COUNT(*) FROM provider_exchanges");
     assert_eq!(
         log_rows, 1,
         "the old exchange's log row is reclaimed with its contents"
@@ -550,6 +527,7 @@ async fn exchanges_older_than_30_days_are_hidden_then_reclaimed_and_the_ledger_k
 
 #[tokio::test]
 async fn the_exchange_log_never_holds_a_secret() {
+    crate::sqlite_only!();
     let provider = FakeProvider::start(ok_reply()).await;
     // A provider that quotes the refresh token in `error`, which becomes the status reason.
     provider.then(Reply::json(
@@ -721,15 +699,12 @@ async fn a_secret_echoed_in_any_encoding_reaches_neither_the_log_nor_events_nor_
     .await;
     let credential_id = raven(&app, &user).await["id"].as_str().unwrap().to_owned();
     let ledger: Vec<String> = app
-        .sqlite()
-        .prepare(
-            "SELECT headers || body FROM exchange_contents
+        .select(
+            "SELECT headers || body AS text FROM exchange_contents
              UNION ALL SELECT payload FROM events",
         )
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|row| row[0].clone().unwrap())
         .collect();
     let shown = events(&app, &user).await;
     let our_log: Vec<String> = crate::helpers::logs()
@@ -768,12 +743,9 @@ async fn a_secret_echoed_in_any_encoding_reaches_neither_the_log_nor_events_nor_
         "an escape code reached the log"
     );
     let reasons: Vec<Value> = app
-        .sqlite()
-        .prepare("SELECT payload FROM events WHERE event_type = 'CredentialStatusChanged'")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|p| serde_json::from_str(&p.unwrap()).unwrap())
+        .select("SELECT payload FROM events WHERE event_type = 'CredentialStatusChanged'")
+        .into_iter()
+        .map(|row| serde_json::from_str(row[0].as_deref().unwrap()).unwrap())
         .collect();
     for reason in &reasons {
         let text = reason["reason"].as_str().unwrap_or_default();
@@ -928,6 +900,7 @@ async fn a_credential_that_cannot_be_checked_says_why_and_its_provider_is_never_
 
 #[tokio::test]
 async fn a_rotated_refresh_token_is_held_until_storage_takes_it() {
+    crate::sqlite_only!();
     // The provider answers a moment after the request, so the test can take the write lock
     // between the two: the rotation happened at the provider, and storage refuses to take it.
     let provider = FakeProvider::start(ok_reply().after(Duration::from_millis(300))).await;
@@ -1001,14 +974,8 @@ async fn a_credential_whose_environment_has_no_endpoint_is_parked_with_a_reason_
     // Many ticks later: parked once, never sent, never due again.
     settle().await;
     settle().await;
-    let parked: i64 = app
-        .sqlite()
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE event_type = 'CredentialCheckParked'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let parked: i64 =
+        app.count("SELECT COUNT(*) FROM events WHERE event_type = 'CredentialCheckParked'");
     assert_eq!(parked, 1);
     assert_eq!(
         provider.seen().len(),

@@ -232,10 +232,7 @@ async fn events_show_the_last_30_days_newest_first_and_vanish_on_replace_and_del
         app.delete_credentials(&user, slug).await;
         problem(app.get_events(&user, slug).await, 404).await;
     }
-    let rows: i64 = app
-        .sqlite()
-        .query_row("SELECT COUNT(*) FROM provider_exchanges", [], |r| r.get(0))
-        .unwrap();
+    let rows: i64 = app.count("SELECT COUNT(*) FROM provider_exchanges");
     assert_eq!(rows, 0, "no exchange rows outlive their credential");
 }
 

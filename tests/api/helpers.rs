@@ -1,5 +1,7 @@
-//! `spawn_app()`: the real server on port 0 over a fresh SQLite file, a clock the test moves,
-//! and one typed method per endpoint.
+//! `spawn_app()`: the real server on port 0 over a fresh SQLite file (or, with
+//! `CREDENTIAL_LEDGER_TEST_BACKEND=postgres`, a fresh database on the PostgreSQL cluster that
+//! `CREDENTIAL_LEDGER_TEST_POSTGRES` names), a clock the test moves, and one typed method per
+//! endpoint.
 
 use credential_ledger::app::Service;
 use credential_ledger::config::CheckSettings;
@@ -17,6 +19,42 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub const BASE: &str = "/services/usermanagement/api";
+
+/// Whether this run's servers are on PostgreSQL (`CREDENTIAL_LEDGER_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("CREDENTIAL_LEDGER_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// Ends a test that reads or damages the SQLite file itself (its bytes, its locks, its SQL)
+/// when the run is on PostgreSQL, saying so.
+#[macro_export]
+macro_rules! sqlite_only {
+    () => {
+        if $crate::helpers::on_postgres() {
+            eprintln!("this test reads the SQLite file itself: not run on PostgreSQL");
+            return;
+        }
+    };
+}
+
+/// The master key of the PostgreSQL test servers (given there, never generated).
+const POSTGRES_MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// A fresh database on the test cluster, as a conninfo.
+async fn fresh_postgres_database() -> String {
+    let cluster = std::env::var("CREDENTIAL_LEDGER_TEST_POSTGRES")
+        .expect("CREDENTIAL_LEDGER_TEST_BACKEND=postgres needs CREDENTIAL_LEDGER_TEST_POSTGRES");
+    let (client, connection) = tokio_postgres::connect(&cluster, tokio_postgres::NoTls)
+        .await
+        .expect("the test cluster answers");
+    tokio::spawn(connection);
+    let name = format!("api_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    format!("{cluster} dbname={name}")
+}
 
 /// Every provider: slug, object name in a Leaf user, and a body with the fields Leaf
 /// documents for it (`API.md`). The three of the seeds come first (tests pick them by index).
@@ -198,6 +236,8 @@ pub struct TestApp {
     pub service: Service,
     pub clock: Arc<ManualClock>,
     pub database: PathBuf,
+    /// On PostgreSQL, the database's conninfo.
+    pub postgres: Option<String>,
     /// A bearer token of the owner `alice`.
     pub token: String,
     /// The folder of the database; taken by `restart`.
@@ -254,6 +294,15 @@ pub async fn spawn_configured(
     database: Option<(tempfile::TempDir, PathBuf)>,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    spawn_on(database, None, configure).await
+}
+
+/// As `spawn_configured`; on PostgreSQL over the database `postgres` if given (else a fresh one).
+async fn spawn_on(
+    database: Option<(tempfile::TempDir, PathBuf)>,
+    postgres: Option<String>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     capture_logs();
     let (dir, database) = database.unwrap_or_else(|| {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -263,16 +312,31 @@ pub async fn spawn_configured(
     let clock = Arc::new(ManualClock::new(
         Timestamp::parse("2026-11-01T12:00:00Z").unwrap(),
     ));
+    let (store_at, master_key) = if on_postgres() {
+        let conninfo = match postgres {
+            Some(conninfo) => conninfo,
+            None => fresh_postgres_database().await,
+        };
+        (
+            credential_ledger::config::Database::Postgres(conninfo),
+            credential_ledger::app::crypto::KeySource::Inline(POSTGRES_MASTER_KEY.into()),
+        )
+    } else {
+        (
+            credential_ledger::config::Database::Sqlite(database.clone()),
+            credential_ledger::app::crypto::KeySource::File(dir.path().join("master.key")),
+        )
+    };
     let mut settings = Settings {
         bind: "127.0.0.1:0".into(),
-        database: credential_ledger::config::Database::Sqlite(database.clone()),
+        database: store_at,
         store: StoreOptions::default(),
         workers: 2,
         checks: CheckSettings {
             enabled: false,
             ..Default::default()
         },
-        master_key: credential_ledger::app::crypto::KeySource::File(dir.path().join("master.key")),
+        master_key,
         mask_secrets: false,
         // Tests log in often; the rate-limit tests set their own limits.
         rate_limits: RateLimits {
@@ -284,6 +348,10 @@ pub async fn spawn_configured(
         connections: Default::default(),
     };
     configure(&mut settings);
+    let postgres = match &settings.database {
+        credential_ledger::config::Database::Postgres(conninfo) => Some(conninfo.clone()),
+        credential_ledger::config::Database::Sqlite(_) => None,
+    };
     let app = Application::build_with_clock(settings, clock.clone())
         .await
         .expect("app builds");
@@ -298,6 +366,7 @@ pub async fn spawn_configured(
         service,
         clock,
         database,
+        postgres,
         token: String::new(),
         dir: Some(dir),
         server,
@@ -317,18 +386,24 @@ impl TestApp {
         self.server.stop(true).await;
         let now = self.clock.now();
         let (dir, database) = (self.dir.take().unwrap(), self.database.clone());
+        let postgres = self.postgres.clone();
         drop(self);
         // The old server gives the database up once its last handle on the store is gone
         // (its worker stops a moment after the server).
         let lock = format!("{}.serve-lock", database.display());
         for _ in 0..250 {
-            let file = std::fs::File::open(&lock).unwrap();
+            let Ok(file) = std::fs::File::open(&lock) else {
+                break;
+            };
             if file.try_lock().is_ok() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let mut next = spawn_app_with(health, Some((dir, database))).await;
+        let mut next = spawn_on(Some((dir, database)), postgres, |settings| {
+            settings.checks = health
+        })
+        .await;
         next.clock.set(now);
         next.relogin().await;
         next
@@ -605,26 +680,95 @@ impl TestApp {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Opens the SQLite file directly, as an outside reader would.
+    /// Opens the SQLite file directly, as an outside reader would (tests that do say
+    /// `sqlite_only!()`).
     pub fn sqlite(&self) -> rusqlite::Connection {
+        assert!(
+            !on_postgres(),
+            "a test that reads the SQLite file must say sqlite_only!()"
+        );
         rusqlite::Connection::open(&self.database).unwrap()
     }
 
+    /// The rows `sql` (portable SQL, no parameters) selects, each column as text (`None` for
+    /// NULL), from the test's database, SQLite or PostgreSQL.
+    pub fn select(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let Some(conninfo) = &self.postgres else {
+            let conn = self.sqlite();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let columns = stmt.column_count();
+            return stmt
+                .query_map([], |row| {
+                    (0..columns)
+                        .map(|i| {
+                            let value: rusqlite::types::Value = row.get(i)?;
+                            Ok(match value {
+                                rusqlite::types::Value::Null => None,
+                                rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                                rusqlite::types::Value::Real(x) => Some(x.to_string()),
+                                rusqlite::types::Value::Text(t) => Some(t),
+                                rusqlite::types::Value::Blob(b) => Some(format!("{b:?}")),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        };
+        // Off the test's runtime: this is a plain function that blocks.
+        let (conninfo, sql) = (
+            conninfo.clone(),
+            format!("SELECT row_to_json(q) FROM ({sql}) q"),
+        );
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (client, connection) =
+                    tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                let rows = client.query(&sql, &[]).await.unwrap();
+                rows.iter()
+                    .map(|row| {
+                        let object: Value = row.get(0);
+                        object
+                            .as_object()
+                            .unwrap()
+                            .values()
+                            .map(|v| match v {
+                                Value::Null => None,
+                                Value::String(t) => Some(t.clone()),
+                                other => Some(other.to_string()),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// The one number `sql` selects (a count, say), on either backend.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.select(sql)[0][0].as_deref().unwrap().parse().unwrap()
+    }
+
     pub fn event_count(&self) -> i64 {
-        self.sqlite()
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-            .unwrap()
+        self.count("SELECT COUNT(*) FROM events")
     }
 
     /// The type of every event in the ledger, in order.
     pub fn event_types(&self) -> Vec<String> {
-        self.sqlite()
-            .prepare("SELECT event_type FROM events ORDER BY position")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        self.select("SELECT event_type FROM events ORDER BY position")
+            .into_iter()
+            .map(|row| row[0].clone().unwrap())
+            .collect()
     }
 }
 

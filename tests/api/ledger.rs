@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn the_database_refuses_to_update_or_delete_events() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     app.new_user().await;
     let conn = app.sqlite();
@@ -18,6 +19,7 @@ async fn the_database_refuses_to_update_or_delete_events() {
 
 #[tokio::test]
 async fn rebuild_reproduces_every_projection_row_for_row() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     app.owner_token("bob").await;
     let mut users = Vec::new();
@@ -159,12 +161,9 @@ fn assert_gap_free(app: &TestApp, stream: &[credential_ledger::store::RecordedEv
         "gap-free stream"
     );
     let positions: Vec<i64> = app
-        .sqlite()
-        .prepare("SELECT position FROM events ORDER BY position")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .select("SELECT position FROM events ORDER BY position")
+        .into_iter()
+        .map(|row| row[0].as_deref().unwrap().parse().unwrap())
         .collect();
     assert_eq!(
         positions,
@@ -182,6 +181,7 @@ fn assert_rebuild_equals_live(app: &TestApp) {
 
 #[tokio::test]
 async fn fifty_concurrent_posts_without_a_precondition_all_succeed_and_leave_one_credential() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let user = app.new_user().await;
     let (slug, _, body) = providers().remove(2);
@@ -205,12 +205,11 @@ async fn fifty_concurrent_posts_without_a_precondition_all_succeed_and_leave_one
     assert_eq!(created.len(), 50);
 
     let live: Vec<String> = app
-        .sqlite()
-        .prepare("SELECT id FROM credentials WHERE user_id = ?1")
-        .unwrap()
-        .query_map([&user], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .select(&format!(
+            "SELECT id FROM credentials WHERE user_id = '{user}'"
+        ))
+        .into_iter()
+        .map(|row| row[0].clone().unwrap())
         .collect();
     assert_eq!(live.len(), 1, "exactly one live credential");
     assert!(
@@ -229,6 +228,7 @@ async fn fifty_concurrent_posts_without_a_precondition_all_succeed_and_leave_one
 
 #[tokio::test]
 async fn thirty_users_each_attached_three_providers_at_once_all_succeed() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let mut users = Vec::new();
     for _ in 0..30 {
@@ -331,6 +331,7 @@ async fn concurrent_profile_updates_each_answer_with_the_profile_they_wrote() {
 
 #[tokio::test]
 async fn a_database_from_before_last_checked_times_gets_them_from_its_ledger() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let user = app.new_user().await;
     let (slug, _, body) = providers().remove(2);

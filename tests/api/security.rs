@@ -56,6 +56,7 @@ fn secret_bodies() -> Vec<(&'static str, Value, Vec<String>)> {
 
 #[tokio::test]
 async fn secrets_are_stored_only_encrypted_yet_read_back_in_clear() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let user = app.new_user().await;
     let mut all = Vec::new();
@@ -112,6 +113,7 @@ async fn secrets_are_stored_only_encrypted_yet_read_back_in_clear() {
 
 #[tokio::test]
 async fn deleting_or_replacing_a_credential_or_its_user_shreds_its_data_key() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let user = app.new_user().await;
     let keys = |app: &TestApp| -> Vec<String> {
@@ -177,6 +179,7 @@ async fn deleting_or_replacing_a_credential_or_its_user_shreds_its_data_key() {
 
 #[tokio::test]
 async fn rotate_key_rewraps_every_data_key_while_the_server_runs() {
+    crate::sqlite_only!();
     let app = spawn_app().await;
     let user = app.new_user().await;
     let (slug, body, _) = secret_bodies().remove(2);
@@ -476,6 +479,7 @@ fn unwrappable(
 
 #[tokio::test]
 async fn a_shredded_data_key_leaves_no_copy_in_the_database_its_wal_or_its_index() {
+    crate::sqlite_only!();
     use credential_ledger::app::crypto::{KeySource, Keyring};
     // Commits without fsync (the test writes 300 times); shredding does not depend on it.
     let app = spawn_configured(None, |s| s.store.synchronous_full = false).await;

@@ -241,14 +241,9 @@ async fn deleting_a_user_deletes_its_credentials() {
     for (slug, _, _) in providers() {
         problem(app.get_credentials(&id, slug).await, 404).await;
     }
-    let left: i64 = app
-        .sqlite()
-        .query_row(
-            "SELECT COUNT(*) FROM credentials WHERE user_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let left = app.count(&format!(
+        "SELECT COUNT(*) FROM credentials WHERE user_id = '{id}'"
+    ));
     assert_eq!(left, 0);
     snapshot!(
         "delete_user_not_found",
