@@ -233,6 +233,12 @@ impl Cli {
                 Ok(())
             }
             Some(Command::RotateKey) => {
+                anyhow::ensure!(
+                    matches!(self.database.database(), Database::Sqlite(_)),
+                    "rotate-key is not supported on PostgreSQL: it would add a key on this node \
+                     only, and every other node would then fail to open the credentials it \
+                     re-wrapped"
+                );
                 let (new_id, count) = self.database.service().await?.rotate_master_key().await?;
                 println!("master key {new_id} is active; {count} data keys re-wrapped with it");
                 Ok(())

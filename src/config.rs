@@ -33,8 +33,8 @@ pub struct Settings {
 }
 
 /// Where the ledger is: a SQLite file (its folder is created if missing), or a PostgreSQL
-/// database shared by several nodes.
-#[derive(Clone, Debug)]
+/// database shared by several nodes. `Debug` shows what `describe` does: never a password.
+#[derive(Clone)]
 pub enum Database {
     Sqlite(PathBuf),
     /// A `postgres://` URL or `host=… dbname=…` conninfo.
@@ -57,6 +57,12 @@ impl Database {
             Database::Sqlite(path) => path.display().to_string(),
             Database::Postgres(conninfo) => crate::store::postgres::describe(conninfo),
         }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
     }
 }
 

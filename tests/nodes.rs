@@ -247,7 +247,8 @@ async fn on_postgresql_a_missing_master_key_is_refused_never_generated() {
     let mut child = Command::new(BIN)
         .args([
             "--database",
-            &database,
+            // Trust authentication ignores the password; the message must not show it.
+            &format!("{database} password=conninfo-password-never-shown"),
             "owner",
             "create",
             "--username",
@@ -276,8 +277,8 @@ async fn on_postgresql_a_missing_master_key_is_refused_never_generated() {
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("on PostgreSQL none is generated"), "{said}");
     assert!(
-        !said.contains("password="),
-        "no connection secret in the message"
+        !said.contains("conninfo-password-never-shown"),
+        "no connection secret in the message: {said}"
     );
 }
 
@@ -601,5 +602,81 @@ async fn three_nodes_refresh_each_single_use_token_once_and_a_killed_leader_is_r
     assert!(
         provider.abandoned.load(SeqCst) > 0,
         "the kill interrupted exchanges"
+    );
+}
+
+/// A node given another master key than the one that wrapped the database's data keys is
+/// refused at start, naming the key it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_node_with_another_master_key_is_refused_once_credentials_exist() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let created = cli(
+        &database,
+        &["owner", "create", "--username", "nodes", "--password-stdin"],
+        Some("nodes test password\n"),
+    );
+    assert!(created.status.success());
+    let first = node(&database);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = bearer(&client, first.port).await;
+    let api = format!(
+        "http://127.0.0.1:{}/services/usermanagement/api",
+        first.port
+    );
+    let user: Value = client
+        .post(format!("{api}/users"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "keyed"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let posted = client
+        .post(format!(
+            "{api}/users/{}/raven-credentials",
+            user["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"clientId": "c", "clientSecret": "s", "refreshToken": "r"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    let other_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let mut other = Command::new(BIN)
+        .args(["--database", &database, "serve", "--bind", "127.0.0.1:0"])
+        .env("CREDENTIAL_LEDGER_MASTER_KEY", other_key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a node that started serving would never exit on its own.
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = other.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(status) = exited else {
+        other.kill().unwrap();
+        panic!("a node with another master key started serving");
+    };
+    assert!(!status.success());
+    let refused = other.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("does not hold master key"), "{said}");
+    // Nor may one node rotate the key of all of them.
+    let rotated = cli(&database, &["rotate-key"], None);
+    assert!(!rotated.status.success());
+    let said = String::from_utf8_lossy(&rotated.stderr);
+    assert!(
+        said.contains("rotate-key is not supported on PostgreSQL"),
+        "{said}"
     );
 }

@@ -86,8 +86,9 @@ pub struct PostgresStore {
     writer: tokio::sync::mpsc::Sender<Job>,
     /// Transactions the writer has committed.
     commits: Arc<std::sync::atomic::AtomicU64>,
-    /// The connection holding the leader's session lock, while this node leads.
-    leader: tokio::sync::Mutex<Option<deadpool_postgres::Object>>,
+    /// The connection holding the leader's session lock, while this node leads: taken out of
+    /// the pool, so that it is closed (and the lock freed) rather than reused when dropped.
+    leader: tokio::sync::Mutex<Option<deadpool_postgres::ClientWrapper>>,
 }
 
 /// The key of the session advisory lock held by the node that runs the checks and retention.
@@ -95,6 +96,12 @@ pub const LEADER_LOCK: i64 = 0x6c65_6164_6572; // "leader"
 
 /// How many connections one node keeps to the database.
 pub const POOL_SIZE: usize = 16;
+
+/// How long to wait for a new connection to the database.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a request waits for a free connection of the pool (then: unavailable, 503).
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl PostgresStore {
     /// Connects to `database` (URL or conninfo) and brings its schema up to date, under a lock
@@ -106,7 +113,20 @@ impl PostgresStore {
     }
 
     /// As [`PostgresStore::open`], from a parsed configuration.
-    pub async fn open_config(config: tokio_postgres::Config) -> Result<PostgresStore, StoreError> {
+    pub async fn open_config(
+        mut config: tokio_postgres::Config,
+    ) -> Result<PostgresStore, StoreError> {
+        // A database that stops answering is noticed, not waited on for ever; a session that
+        // sits in a transaction (holding the head lock, say) is ended by the server.
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(30));
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout=30000",
+            config.get_options().unwrap_or("")
+        );
+        config.options(options.trim());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -116,6 +136,9 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::failed(format!("cannot build the connection pool: {e}")))?;
         let client = pool.get().await?;
@@ -246,6 +269,9 @@ async fn commit_batch(
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let mut tx = client.transaction().await?;
+    // Answered only once durable, whatever the server's or the role's default says.
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await?;
     // The serialisation point: one batch at a time past here, in commit order.
     let head: i64 = tx
         .query_one_cached("SELECT position FROM ledger_head FOR UPDATE", &[])
@@ -517,13 +543,15 @@ impl EventStore for PostgresStore {
             .await?
             .try_get(0)?;
         if won {
-            // Out of the pool for good: the lock is this session's.
-            *leader = Some(client);
+            *leader = Some(deadpool_postgres::Object::take(client));
         }
         Ok(won)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::unavailable("the writer has stopped"));
+        }
         let client = self.pool.get().await?;
         client.execute("SELECT 1", &[]).await?;
         Ok(())
