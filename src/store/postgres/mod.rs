@@ -145,7 +145,9 @@ impl PostgresStore {
         client
             .execute("SELECT pg_advisory_lock($1)", &[&schema::MIGRATION_LOCK])
             .await?;
-        let migrated = client.batch_execute(schema::SCHEMA).await;
+        let migrated = client
+            .batch_execute(&format!("{}{}", schema::LEDGER, schema::VIEWS))
+            .await;
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
             .await?;
@@ -377,9 +379,96 @@ async fn append_in(
         .await?;
     }
     for event in &recorded {
-        projections::apply(tx, event).await?;
+        projections::apply(tx, event, projections::Rows::WithSideRows).await?;
     }
     Ok(recorded)
+}
+
+/// Events after `after` up to `until`, applied to the views first on the search path; the
+/// positions reached after each page.
+async fn replay_views(
+    tx: &deadpool_postgres::Transaction<'_>,
+    mut after: i64,
+    until: i64,
+) -> Result<Vec<i64>, StoreError> {
+    const PAGE: i64 = 5000;
+    let mut reached = Vec::new();
+    loop {
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND position <= $2
+                     ORDER BY position LIMIT $3"
+                ),
+                &[&after, &until, &PAGE],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(reached);
+        }
+        for row in &rows {
+            let event = decode(row)?;
+            after = event.position;
+            projections::apply(tx, &event, projections::Rows::ViewsOnly).await?;
+        }
+        reached.push(after);
+    }
+}
+
+/// Builds the views beside the live ones while the nodes serve, then swaps them in: the events
+/// up to the head at the start are replayed from one snapshot into the schema `side` (appends
+/// and reads go on meanwhile), then, under the head lock, the events appended since are applied
+/// and the tables moved into place; only that last step holds anyone up. `client`'s session
+/// is left with `side` on its search path: the caller discards it.
+async fn rebuild_beside(
+    client: &mut deadpool_postgres::Object,
+    side: &str,
+    progress: &mut Progress,
+) -> Result<u64, StoreError> {
+    let home: String = client
+        .query_one("SELECT current_schema()", &[])
+        .await?
+        .try_get(0)?;
+    // Statements this connection prepared before name the live tables: not reused here.
+    client.statement_cache.clear();
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {side}; SET search_path = {side}, {home}; {}",
+            schema::VIEWS
+        ))
+        .await?;
+    // 1. Beside: everything up to the head of one snapshot.
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await?;
+    let snapshot: i64 = tx
+        .query_one("SELECT position FROM ledger_head", &[])
+        .await?
+        .try_get(0)?;
+    for reached in replay_views(&tx, 0, snapshot).await? {
+        progress(reached as u64, snapshot as u64);
+    }
+    tx.commit().await?;
+    // 2. The cut-over: what was appended meanwhile, then the swap, under the head lock.
+    let tx = client.transaction().await?;
+    let head: i64 = tx
+        .query_one("SELECT position FROM ledger_head FOR UPDATE", &[])
+        .await?
+        .try_get(0)?;
+    replay_views(&tx, snapshot, head).await?;
+    let mut swap = String::new();
+    for table in schema::PROJECTION_TABLES.split(", ") {
+        swap.push_str(&format!(
+            "DROP TABLE {home}.{table}; ALTER TABLE {side}.{table} SET SCHEMA {home}; "
+        ));
+    }
+    swap.push_str(&format!("DROP SCHEMA {side}"));
+    tx.batch_execute(&swap).await?;
+    tx.commit().await?;
+    progress(head as u64, head as u64);
+    Ok(head as u64)
 }
 
 #[async_trait::async_trait]
@@ -429,42 +518,24 @@ impl EventStore for PostgresStore {
         stream_version(&client, stream_id).await
     }
 
+    /// Builds the views beside the live ones while the nodes serve, then swaps them in: the
+    /// events up to the head at the start are replayed from one snapshot into a side schema
+    /// (appends and reads go on), then, under the head lock, the events appended meanwhile are
+    /// applied and the tables moved into place; only that last step holds anyone up.
     async fn rebuild(&self, mut progress: Progress) -> Result<u64, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // No append runs meanwhile: they wait on the head row.
-        let total: i64 = tx
-            .query_one("SELECT position FROM ledger_head FOR UPDATE", &[])
-            .await?
-            .try_get(0)?;
-        tx.batch_execute(&format!("TRUNCATE {}", schema::PROJECTION_TABLES))
-            .await?;
-        let mut done = 0u64;
-        let mut after = 0i64;
-        const PAGE: i64 = 5000;
-        loop {
-            let rows = tx
-                .query(
-                    &format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 AND position <= $2
-                         ORDER BY position LIMIT $3"
-                    ),
-                    &[&after, &total, &PAGE],
-                )
-                .await?;
-            if rows.is_empty() {
-                break;
+        let side = format!("rebuild_{}", uuid::Uuid::new_v4().simple());
+        let rebuilt = rebuild_beside(&mut client, &side, &mut progress).await;
+        // The session's search path named the side schema: never back into the pool.
+        drop(deadpool_postgres::Object::take(client));
+        if rebuilt.is_err() {
+            if let Ok(client) = self.pool.get().await {
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {side} CASCADE"))
+                    .await;
             }
-            for row in &rows {
-                let event = decode(row)?;
-                after = event.position;
-                projections::apply(&tx, &event).await?;
-                done += 1;
-            }
-            progress(done, total as u64);
         }
-        tx.commit().await?;
-        Ok(done)
+        rebuilt
     }
 
     async fn purge_exchanges(&self, cutoff: Timestamp) -> Result<usize, StoreError> {

@@ -9,8 +9,21 @@ use serde_json::{Map, Value};
 use crate::domain::DomainEvent;
 use crate::store::{RecordedEvent, StoreError};
 
+/// What applying an event touches besides the views.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// An append: a deleted credential's data key and exchange contents go too.
+    WithSideRows,
+    /// A rebuild beside the live views: the views only (the appends did the rest long ago).
+    ViewsOnly,
+}
+
 /// Applies one recorded event to every projection table.
-pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<(), StoreError> {
+pub async fn apply(
+    tx: &impl GenericClient,
+    recorded: &RecordedEvent,
+    rows: Rows,
+) -> Result<(), StoreError> {
     use DomainEvent as E;
     match &recorded.event {
         E::OwnerCreated {
@@ -75,14 +88,14 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             .await?;
         }
         E::UserDeleted { user_id } => {
-            let rows = tx
+            let owned = tx
                 .query_cached(
                     "SELECT id FROM credentials WHERE user_id = $1",
                     &[&user_id.to_string()],
                 )
                 .await?;
-            for row in rows {
-                delete_credential(tx, row.try_get(0)?).await?;
+            for row in owned {
+                delete_credential(tx, row.try_get(0)?, rows).await?;
             }
             tx.execute_cached("DELETE FROM users WHERE id = $1", &[&user_id.to_string()])
                 .await?;
@@ -107,7 +120,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
                 ..
             } = &recorded.event
             {
-                delete_credential(tx, &replaced_credential_id.to_string()).await?;
+                delete_credential(tx, &replaced_credential_id.to_string(), rows).await?;
             }
             let owner_id = recorded.owner_id.ok_or_else(|| {
                 StoreError::Corrupt(format!("event {} has no owner", recorded.position))
@@ -128,7 +141,7 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
             .await?;
         }
         E::CredentialDeleted { credential_id, .. } => {
-            delete_credential(tx, &credential_id.to_string()).await?;
+            delete_credential(tx, &credential_id.to_string(), rows).await?;
         }
         E::CredentialStatusChanged {
             credential_id,
@@ -227,10 +240,20 @@ pub async fn apply(tx: &impl GenericClient, recorded: &RecordedEvent) -> Result<
 
 /// Removes a credential's row, its exchange log and contents, and its data key
 /// (crypto-shredding: without it the credential's secrets in the ledger are noise).
-async fn delete_credential(tx: &impl GenericClient, id: &str) -> Result<(), StoreError> {
+async fn delete_credential(
+    tx: &impl GenericClient,
+    id: &str,
+    rows: Rows,
+) -> Result<(), StoreError> {
+    if rows == Rows::WithSideRows {
+        for sql in [
+            "DELETE FROM data_keys WHERE credential_id = $1",
+            "DELETE FROM exchange_contents WHERE credential_id = $1",
+        ] {
+            tx.execute_cached(sql, &[&id]).await?;
+        }
+    }
     for sql in [
-        "DELETE FROM data_keys WHERE credential_id = $1",
-        "DELETE FROM exchange_contents WHERE credential_id = $1",
         "DELETE FROM provider_exchanges WHERE credential_id = $1",
         "DELETE FROM credentials WHERE id = $1",
     ] {

@@ -2,8 +2,8 @@
 //! rows beside it, and the projections. Times are stored as the ledger writes them (RFC 3339
 //! text, fixed width, UTC) and compared byte-wise (`COLLATE "C"`), as SQLite compares them.
 
-/// Everything, idempotent; run under the migration lock.
-pub const SCHEMA: &str = r#"
+/// The ledger and the rows beside it, idempotent; run under the migration lock.
+pub const LEDGER: &str = r#"
 CREATE TABLE IF NOT EXISTS ledger_head (
     only_row  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
     position  BIGINT  NOT NULL              -- the last position handed out
@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS data_keys (
     key_id        TEXT NOT NULL,
     wrapped       BYTEA NOT NULL
 );
+"#;
+
+/// The projection tables and their indexes (in the schema first on the search path: the
+/// live one, or a rebuild's side schema).
+pub const VIEWS: &str = r#"
 CREATE TABLE IF NOT EXISTS owners (
     id            TEXT PRIMARY KEY,
     username      TEXT NOT NULL UNIQUE,
