@@ -254,8 +254,8 @@ impl Service {
             at: self.now(),
         };
         let side = SideWrites {
-            contents: vec![],
             data_keys,
+            ..SideWrites::default()
         };
         self.execute_with(user_id, command, side).await?;
         Ok(user_id)
@@ -286,8 +286,8 @@ impl Service {
             at: self.now(),
         };
         let side = SideWrites {
-            contents: vec![],
             data_keys: vec![data_key.clone()],
+            ..SideWrites::default()
         };
         let appended = self.execute_with(user_id, command, side).await?;
         // This request's credential as its own events left it, even if a later request has
@@ -359,6 +359,8 @@ impl Service {
     /// Records a background check: its exchanges, rotated tokens, status and next check, all in
     /// one transaction. A result for a credential replaced or deleted meanwhile is refused
     /// (`UserError::StaleCredential`) and nothing is written.
+    /// Records a check's result, its tokens and exchanges; with `fence`, only while the checks
+    /// are still led under it (`StoreError::Fenced` otherwise: another process leads now).
     pub async fn record_check(
         &self,
         user_id: UserId,
@@ -366,6 +368,7 @@ impl Service {
         provider: Provider,
         result: CheckResult,
         exchanges: Vec<ProviderExchange>,
+        fence: Option<u64>,
     ) -> Result<Vec<RecordedEvent>, AppError> {
         let deadline = Instant::now() + CONFLICT_DEADLINE;
         let _turn = self.turn(user_id, deadline).await?;
@@ -379,9 +382,10 @@ impl Service {
             let exchanges = exchanges.clone();
             async move {
                 let decided = self.decide(user_id, command, tries > 0).await?;
-                let (log, side) = self
+                let (log, mut side) = self
                     .exchange_log(&decided, credential_id, exchanges)
                     .await?;
+                side.leader_fence = fence;
                 self.append_user(user_id, decided, log, side).await
             }
         })
@@ -440,7 +444,7 @@ impl Service {
         };
         let side = SideWrites {
             contents,
-            data_keys: vec![],
+            ..SideWrites::default()
         };
         Ok((vec![append], side))
     }

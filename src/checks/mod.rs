@@ -186,32 +186,37 @@ impl Worker {
     async fn run(self: Arc<Self>) {
         let wake = self.service.checks_wanted();
         let mut last_retention: Option<Instant> = None;
-        let mut led = false;
+        let mut led = None;
         loop {
-            // On a database several nodes share, one of them checks.
+            // On a database several nodes share, one of them checks, under a fence that its
+            // results are recorded with.
             let leads = match self.service.store().lead().await {
                 Ok(leads) => leads,
                 Err(error) => {
                     tracing::warn!(error = %chain(&error), "could not ask whether this node leads the checks");
-                    false
+                    None
                 }
             };
             if leads != led {
-                led = leads;
-                if leads {
-                    tracing::info!("this node now leads the credential checks and retention");
-                } else {
-                    tracing::warn!("this node no longer leads the credential checks");
+                match (led, leads) {
+                    (_, Some(fence)) => {
+                        tracing::info!(
+                            fence,
+                            "this node now leads the credential checks and retention"
+                        )
+                    }
+                    (_, None) => tracing::warn!("this node no longer leads the credential checks"),
                 }
+                led = leads;
             }
-            if !leads {
+            let Some(fence) = leads else {
                 tokio::select! {
                     _ = tokio::time::sleep(self.settings.tick) => {}
                     _ = wake.notified() => {}
                 }
                 continue;
-            }
-            if let Err(error) = self.clone().start_due_checks().await {
+            };
+            if let Err(error) = self.clone().start_due_checks(fence).await {
                 tracing::warn!(error = %chain(&error), "could not look for due checks");
             }
             if last_retention.is_none_or(|at| at.elapsed() >= self.settings.retention_every) {
@@ -237,7 +242,9 @@ impl Worker {
         }
     }
 
-    async fn start_due_checks(self: Arc<Self>) -> Result<(), AppError> {
+    /// Starts the due checks; their results are recorded under `fence`, or dropped if the
+    /// checks are led under another by then.
+    async fn start_due_checks(self: Arc<Self>, fence: u64) -> Result<(), AppError> {
         let limit = (self.settings.concurrency * 4) as u32;
         let due = self.service.due_checks(&self.checkable, limit).await?;
         for check in due {
@@ -263,10 +270,10 @@ impl Worker {
                 };
                 let (user_id, provider) = (check.credential.user_id, check.credential.provider);
                 let checking = worker.clone();
-                let ended = tokio::spawn(async move { checking.check(check).await }).await;
+                let ended = tokio::spawn(async move { checking.check(check, fence).await }).await;
                 if let Err(error) = ended {
                     tracing::error!(credential = %id, error = %error, "a check failed unexpectedly");
-                    worker.record_failure(user_id, id, provider).await;
+                    worker.record_failure(user_id, id, provider, fence).await;
                 }
             });
         }
@@ -276,7 +283,13 @@ impl Worker {
     /// Records that a check broke down (a bug, not the provider): the credential is
     /// `TEMPORARILY_UNAVAILABLE` and its next check backs off, so one bad answer cannot keep it
     /// due for ever.
-    async fn record_failure(&self, user_id: UserId, id: CredentialId, provider: Provider) {
+    async fn record_failure(
+        &self,
+        user_id: UserId,
+        id: CredentialId,
+        provider: Provider,
+        fence: u64,
+    ) {
         let result = CheckResult {
             status: CredentialStatus::TemporarilyUnavailable,
             tokens: None,
@@ -284,14 +297,14 @@ impl Worker {
         };
         if let Err(error) = self
             .service
-            .record_check(user_id, id, provider, result, vec![])
+            .record_check(user_id, id, provider, result, vec![], Some(fence))
             .await
         {
             tracing::warn!(credential = %id, error = %chain(&error), "could not record a failed check");
         }
     }
 
-    async fn check(&self, due: DueCheck) {
+    async fn check(&self, due: DueCheck, fence: u64) {
         let (id, provider) = (due.credential.id, due.credential.provider);
         // The list may predate a check that finished since (or tokens it rotated): read the
         // credential again, and check only if it is still due.
@@ -365,6 +378,7 @@ impl Worker {
                     provider,
                     result.clone(),
                     exchanges.clone(),
+                    Some(fence),
                 )
                 .await;
             match (recorded, waits.next()) {
@@ -383,6 +397,12 @@ impl Worker {
             }
             Err(AppError::User(UserError::StaleCredential)) => {
                 tracing::info!(credential = %id, "discarded the result of a check: the credential was replaced or deleted")
+            }
+            Err(AppError::Store(StoreError::Fenced)) if rotated => {
+                tracing::error!(credential = %id, "another node leads the checks now: this check's result is not recorded, and the rotated refresh token it carried is lost")
+            }
+            Err(AppError::Store(StoreError::Fenced)) => {
+                tracing::warn!(credential = %id, "another node leads the checks now: this check's result is not recorded")
             }
             Err(error) if rotated => {
                 tracing::error!(credential = %id, error = %chain(&error), "could not record a check: the rotated refresh token it carried is lost")

@@ -198,9 +198,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(cause = %chain(&error), "storage unavailable");
                 ApiError::Unavailable
             }
-            StoreError::Corrupt(_) | StoreError::Failed(_) | StoreError::InUse(_) => {
-                ApiError::Internal(anyhow::Error::new(error))
-            }
+            StoreError::Corrupt(_)
+            | StoreError::Failed(_)
+            | StoreError::InUse(_)
+            | StoreError::Fenced => ApiError::Internal(anyhow::Error::new(error)),
         }
     }
 }

@@ -142,8 +142,8 @@ async fn user_with_raven(
         events,
     };
     let side = SideWrites {
-        contents: vec![],
         data_keys: vec![data_key(credential_id)],
+        ..SideWrites::default()
     };
     store
         .append(vec![append], side, created_at)
@@ -185,7 +185,7 @@ async fn exchange(
             headers: "{}".into(),
             body: format!("answer {status_code}"),
         }],
-        data_keys: vec![],
+        ..SideWrites::default()
     };
     store
         .append(vec![append], side, recorded_at)
@@ -481,8 +481,8 @@ pub async fn users_and_credentials_are_read_only_by_their_owner(store: SharedSto
         events: vec![replaced],
     };
     let side = SideWrites {
-        contents: vec![],
         data_keys: vec![data_key(replacement)],
+        ..SideWrites::default()
     };
     store
         .append(vec![append_replace], side, t0())

@@ -48,6 +48,10 @@ pub enum StoreError {
     /// Another process already serves this database.
     #[error("{0}")]
     InUse(String),
+    /// The append was fenced: it was written as the checks' leader, and another process
+    /// leads them now.
+    #[error("this process no longer leads the credential checks")]
+    Fenced,
 }
 
 /// A plain message as an error cause.
@@ -86,11 +90,14 @@ pub struct RecordedEvent {
     pub event: DomainEvent,
 }
 
-/// Rows written beside the ledger in an append's transaction.
+/// Rows written beside the ledger in an append's transaction, and what it requires.
 #[derive(Clone, Debug, Default)]
 pub struct SideWrites {
     pub contents: Vec<ExchangeContent>,
     pub data_keys: Vec<WrappedKey>,
+    /// Append only if the checks are still led under this fence (from [`EventStore::lead`]):
+    /// a check's result is recorded only while the process that ran it leads.
+    pub leader_fence: Option<u64>,
 }
 
 /// A credential's data key, wrapped by the master key `key_id`.
@@ -265,8 +272,10 @@ pub trait EventStore: Send + Sync {
     /// Whether this process leads: runs the jobs that one process at a time must run on this
     /// database (the credential checks, retention). Asked again before each round of them; a
     /// leader that loses its database connection stops leading, and another process takes
-    /// over.
-    async fn lead(&self) -> Result<bool, StoreError>;
+    /// over. While leading, the fence to give the appends of those jobs
+    /// ([`SideWrites::leader_fence`]): each new leadership has a new one, and an append under
+    /// an old one fails with `Fenced`.
+    async fn lead(&self) -> Result<Option<u64>, StoreError>;
 }
 
 /// The current views, projected from the ledger. Every read of a user or a credential is

@@ -264,6 +264,7 @@ pub async fn record_exchange(
             meta.provider,
             unchanged,
             vec![exchange],
+            None,
         )
         .await?;
     Ok(())

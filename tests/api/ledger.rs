@@ -72,6 +72,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
             Provider::Raven,
             revoked,
             vec![exchange],
+            None,
         )
         .await
         .unwrap();
@@ -104,6 +105,7 @@ async fn rebuild_reproduces_every_projection_row_for_row() {
             Provider::JohnDeere,
             rotated,
             vec![],
+            None,
         )
         .await
         .unwrap();
@@ -354,6 +356,7 @@ async fn a_database_from_before_last_checked_times_gets_them_from_its_ledger() {
             credential_ledger::domain::Provider::Raven,
             result,
             vec![],
+            None,
         )
         .await
         .unwrap();

@@ -86,9 +86,10 @@ pub struct PostgresStore {
     writer: tokio::sync::mpsc::Sender<Job>,
     /// Transactions the writer has committed.
     commits: Arc<std::sync::atomic::AtomicU64>,
-    /// The connection holding the leader's session lock, while this node leads: taken out of
-    /// the pool, so that it is closed (and the lock freed) rather than reused when dropped.
-    leader: tokio::sync::Mutex<Option<deadpool_postgres::ClientWrapper>>,
+    /// The connection holding the leader's session lock, while this node leads, and the fence
+    /// it raised: taken out of the pool, so that it is closed (and the lock freed) rather than
+    /// reused when dropped.
+    leader: tokio::sync::Mutex<Option<(deadpool_postgres::ClientWrapper, u64)>>,
 }
 
 /// The key of the session advisory lock held by the node that runs the checks and retention.
@@ -309,6 +310,15 @@ async fn append_in(
     position: &mut i64,
     job: &Job,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    if let Some(fence) = job.side.leader_fence {
+        let current: i64 = tx
+            .query_one_cached("SELECT fence FROM check_leader", &[])
+            .await?
+            .try_get(0)?;
+        if current as u64 != fence {
+            return Err(StoreError::Fenced);
+        }
+    }
     let mut recorded = Vec::new();
     for append in &job.appends {
         let current = stream_version(tx, &append.stream_id).await?;
@@ -599,11 +609,11 @@ impl EventStore for PostgresStore {
 
     /// The node whose connection holds the leader lock leads; the lock goes with the
     /// connection (a node killed loses it at once).
-    async fn lead(&self) -> Result<bool, StoreError> {
+    async fn lead(&self) -> Result<Option<u64>, StoreError> {
         let mut leader = self.leader.lock().await;
-        if let Some(held) = leader.as_ref() {
+        if let Some((held, fence)) = leader.as_ref() {
             if held.execute("SELECT 1", &[]).await.is_ok() {
-                return Ok(true);
+                return Ok(Some(*fence));
             }
             // The connection is gone, and the lock with it.
             *leader = None;
@@ -613,10 +623,25 @@ impl EventStore for PostgresStore {
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
             .await?
             .try_get(0)?;
-        if won {
-            *leader = Some(deadpool_postgres::Object::take(client));
+        if !won {
+            return Ok(None);
         }
-        Ok(won)
+        let mut client = deadpool_postgres::Object::take(client);
+        // A new fence, raised under the head lock: an append fenced by the old one either
+        // committed before this or sees the new fence and fails.
+        let tx = client.transaction().await?;
+        tx.query_one("SELECT position FROM ledger_head FOR UPDATE", &[])
+            .await?;
+        let fence: i64 = tx
+            .query_one(
+                "UPDATE check_leader SET fence = fence + 1 RETURNING fence",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        *leader = Some((client, fence as u64));
+        Ok(Some(fence as u64))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -9,6 +9,11 @@ CREATE TABLE IF NOT EXISTS ledger_head (
     position  BIGINT  NOT NULL              -- the last position handed out
 );
 INSERT INTO ledger_head (only_row, position) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS check_leader (
+    only_row  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    fence     BIGINT  NOT NULL              -- raised by each new leader of the checks
+);
+INSERT INTO check_leader (only_row, fence) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS events (
     position      BIGINT  PRIMARY KEY,      -- gap-free global order, in commit order
     stream_id     TEXT    NOT NULL,

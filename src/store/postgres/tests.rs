@@ -253,3 +253,98 @@ async fn a_rebuild_lets_appends_go_on_and_misses_none_of_them() {
         );
     }
 }
+
+/// Two stores on one fresh schema, as two nodes on one database.
+async fn open_pair() -> Option<(Arc<PostgresStore>, Arc<PostgresStore>)> {
+    let database = test_database()?;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut config = tokio_postgres::Config::from_str(&database).expect("a connection string");
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    config.options(format!("-c search_path={schema}"));
+    let first = PostgresStore::open_config(config.clone()).await.unwrap();
+    let second = PostgresStore::open_config(config).await.unwrap();
+    Some((Arc::new(first), Arc::new(second)))
+}
+
+/// A check's result is recorded only while its node leads: when the leader's session ends
+/// (its connection reset, a failover) and another node takes over, a late result written
+/// under the old fence is refused, and the new leader's is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_under_an_old_fence_is_refused_once_another_node_leads() {
+    use crate::domain::{DomainEvent, OwnerId};
+    use crate::store::{SideWrites, StreamAppend};
+    let Some((a, b)) = open_pair().await else {
+        return;
+    };
+    let at = Timestamp::parse("2026-11-01T00:00:00Z").unwrap();
+    let fenced = |stream: &str, fence: u64| {
+        let owner_id = OwnerId::new();
+        let append = StreamAppend {
+            stream_id: stream.to_owned(),
+            expected_version: 0,
+            owner_id: Some(owner_id),
+            events: vec![DomainEvent::OwnerTokenIssued {
+                owner_id,
+                token_hash: stream.to_owned(),
+                expires_at: at,
+            }],
+        };
+        let side = SideWrites {
+            leader_fence: Some(fence),
+            ..SideWrites::default()
+        };
+        (vec![append], side)
+    };
+    let first = a.lead().await.unwrap().expect("the first node leads");
+    assert_eq!(b.lead().await.unwrap(), None, "one leader at a time");
+    let (append, side) = fenced("first", first);
+    a.append(append, side, at).await.unwrap();
+
+    // The leader's session ends; the other node takes over at its next try.
+    let admin = a.pool.get().await.unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted
+               AND classid::bigint = $1 AND objid::bigint = $2",
+            &[&(LEADER_LOCK >> 32), &(LEADER_LOCK & 0xffff_ffff)],
+        )
+        .await
+        .unwrap();
+    let mut second = None;
+    for _ in 0..100 {
+        second = b.lead().await.unwrap();
+        if second.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = second.expect("the other node took over");
+    assert!(second > first, "a new leadership, a new fence");
+    assert_eq!(
+        a.lead().await.unwrap(),
+        None,
+        "the old leader does not lead again"
+    );
+
+    let (append, side) = fenced("late", first);
+    assert!(
+        matches!(a.append(append, side, at).await, Err(StoreError::Fenced)),
+        "the old leader's late result is refused"
+    );
+    assert_eq!(
+        a.stream_version("late").await.unwrap(),
+        0,
+        "and nothing of it written"
+    );
+    let (append, side) = fenced("taken", second);
+    b.append(append, side, at).await.unwrap();
+}

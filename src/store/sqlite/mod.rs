@@ -346,9 +346,9 @@ impl EventStore for SqliteStore {
         self.read(events::data_key_ids).await
     }
 
-    /// One server per file (`claim_serving`): it always leads.
-    async fn lead(&self) -> Result<bool, StoreError> {
-        Ok(true)
+    /// One server per file (`claim_serving`): it always leads, under one fence.
+    async fn lead(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(0))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
