@@ -184,7 +184,8 @@ pub fn body(text: &str, secrets: &Secrets) -> String {
     } else {
         redact_text(text)
     };
-    truncate(secrets.scrub(&redacted), MAX_BODY)
+    // A provider's U+0000 is kept as U+FFFD: PostgreSQL's text cannot hold it.
+    truncate(secrets.scrub(&redacted).replace('\0', "\u{FFFD}"), MAX_BODY)
 }
 
 /// Response headers as stored: a JSON object in a string, credential headers masked.
@@ -326,5 +327,13 @@ mod tests {
             reason,
             "invalid_grant\\n2026-12-01T00:00:00Z  INFO forged\\u{1b}[31m"
         );
+    }
+
+    /// A provider's NUL never reaches storage as such (PostgreSQL's text refuses it).
+    #[test]
+    fn a_nul_in_a_providers_plain_answer_is_stored_as_a_replacement_character() {
+        let stored = body("gate\u{0}way", &Secrets::default());
+        assert_eq!(stored, "gate\u{FFFD}way");
+        assert!(!body("{\"a\":\"x\u{0}\"}", &Secrets::default()).contains('\0'));
     }
 }

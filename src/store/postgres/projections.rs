@@ -4,6 +4,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::cached::Cached;
+use super::queries::bytes;
 use serde_json::{Map, Value};
 
 use crate::domain::DomainEvent;
@@ -34,7 +35,12 @@ pub async fn apply(
         } => {
             tx.execute_cached(
                 "INSERT INTO owners (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-                &[&owner_id.to_string(), username, password_hash, &created_at.to_string()],
+                &[
+                    &owner_id.to_string(),
+                    &username.as_bytes(),
+                    password_hash,
+                    &created_at.to_string(),
+                ],
             )
             .await?;
         }
@@ -62,11 +68,11 @@ pub async fn apply(
                     &user_id.to_string(),
                     &owner_id.to_string(),
                     &recorded.position,
-                    &profile.name,
-                    &profile.email,
-                    &profile.phone,
-                    &profile.address,
-                    &profile.external_id,
+                    &bytes(&profile.name),
+                    &bytes(&profile.email),
+                    &bytes(&profile.phone),
+                    &bytes(&profile.address),
+                    &bytes(&profile.external_id),
                     &created_at.to_string(),
                 ],
             )
@@ -78,11 +84,11 @@ pub async fn apply(
                  WHERE id = $1",
                 &[
                     &user_id.to_string(),
-                    &profile.name,
-                    &profile.email,
-                    &profile.phone,
-                    &profile.address,
-                    &profile.external_id,
+                    &bytes(&profile.name),
+                    &bytes(&profile.email),
+                    &bytes(&profile.phone),
+                    &bytes(&profile.address),
+                    &bytes(&profile.external_id),
                 ],
             )
             .await?;

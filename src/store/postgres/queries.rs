@@ -26,6 +26,18 @@ fn timestamp(text: &str) -> Result<Timestamp, StoreError> {
     Timestamp::parse(text).ok_or_else(|| corrupt("bad timestamp in a projection"))
 }
 
+/// A text column's value as stored (its UTF-8 bytes; see `schema`).
+pub fn bytes(text: &Option<String>) -> Option<&[u8]> {
+    text.as_deref().map(str::as_bytes)
+}
+
+/// A text column's value as read back.
+fn text(row: &Row, column: usize) -> Result<Option<String>, StoreError> {
+    row.try_get::<_, Option<Vec<u8>>>(column)?
+        .map(|b| String::from_utf8(b).map_err(|_| corrupt("text that is not UTF-8")))
+        .transpose()
+}
+
 pub async fn owner_by_username(
     client: &impl GenericClient,
     username: &str,
@@ -33,13 +45,13 @@ pub async fn owner_by_username(
     let row = client
         .query_opt_cached(
             "SELECT id, username, password_hash FROM owners WHERE username = $1",
-            &[&username],
+            &[&username.as_bytes()],
         )
         .await?;
     row.map(|r| {
         Ok(OwnerView {
             id: parse(r.try_get(0)?, "owner id")?,
-            username: r.try_get(1)?,
+            username: text(&r, 1)?.ok_or_else(|| corrupt("owner without a name"))?,
             password_hash: r.try_get(2)?,
         })
     })
@@ -129,11 +141,11 @@ async fn user(client: &impl GenericClient, r: &Row) -> Result<UserView, StoreErr
     Ok(UserView {
         id: parse(id, "user id")?,
         profile: UserProfile {
-            name: r.try_get(1)?,
-            email: r.try_get(2)?,
-            phone: r.try_get(3)?,
-            address: r.try_get(4)?,
-            external_id: r.try_get(5)?,
+            name: text(r, 1)?,
+            email: text(r, 2)?,
+            phone: text(r, 3)?,
+            address: text(r, 4)?,
+            external_id: text(r, 5)?,
         },
         created_at: timestamp(r.try_get(6)?)?,
         credentials,
@@ -166,16 +178,18 @@ pub async fn users_of(
 ) -> Result<(Vec<UserView>, u64), StoreError> {
     let owner = owner.to_string();
     let mut filter = String::from("owner_id = $1");
-    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&owner];
-    for (column, value) in [
+    let given: Vec<(&str, &[u8])> = [
         ("email", &query.email),
         ("name", &query.name),
         ("external_id", &query.external_id),
-    ] {
-        if let Some(value) = value {
-            values.push(value);
-            filter.push_str(&format!(" AND {column} = ${}", values.len()));
-        }
+    ]
+    .into_iter()
+    .filter_map(|(column, value)| Some((column, bytes(value)?)))
+    .collect();
+    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&owner];
+    for (column, value) in &given {
+        values.push(value);
+        filter.push_str(&format!(" AND {column} = ${}", values.len()));
     }
     let total: i64 = client
         .query_one_cached(

@@ -1,6 +1,10 @@
 //! The PostgreSQL tables: the ledger (append-only, one head row that serialises appends), the
 //! rows beside it, and the projections. Times are stored as the ledger writes them (RFC 3339
 //! text, fixed width, UTC) and compared byte-wise (`COLLATE "C"`), as SQLite compares them.
+//! Text that a client chooses (profile fields, owner names) is stored as its UTF-8 bytes
+//! (`BYTEA`): PostgreSQL's `TEXT` refuses U+0000, which SQLite (and the API) accept, and bytes
+//! compare and sort as SQLite's text does. Exchange contents never hold U+0000
+//! (`checks::redact::body`); every other text column holds JSON or text this service writes.
 
 /// The ledger and the rows beside it, idempotent; run under the migration lock.
 pub const LEDGER: &str = r#"
@@ -54,7 +58,7 @@ CREATE TABLE IF NOT EXISTS data_keys (
 pub const VIEWS: &str = r#"
 CREATE TABLE IF NOT EXISTS owners (
     id            TEXT PRIMARY KEY,
-    username      TEXT NOT NULL UNIQUE,
+    username      BYTEA NOT NULL UNIQUE,
     password_hash TEXT NOT NULL,
     created_at    TEXT NOT NULL
 );
@@ -67,11 +71,11 @@ CREATE TABLE IF NOT EXISTS users (
     id          TEXT COLLATE "C" PRIMARY KEY,
     owner_id    TEXT   NOT NULL,
     seq         BIGINT NOT NULL,            -- ledger position of its creation: list order
-    name        TEXT COLLATE "C",
-    email       TEXT COLLATE "C",
-    phone       TEXT COLLATE "C",
-    address     TEXT COLLATE "C",
-    external_id TEXT COLLATE "C",
+    name        BYTEA,
+    email       BYTEA,
+    phone       BYTEA,
+    address     BYTEA,
+    external_id BYTEA,
     created_at  TEXT COLLATE "C" NOT NULL
 );
 CREATE INDEX IF NOT EXISTS users_by_owner ON users (owner_id, seq);
