@@ -198,14 +198,12 @@ impl Worker {
                 }
             };
             if leads != led {
-                match (led, leads) {
-                    (_, Some(fence)) => {
-                        tracing::info!(
-                            fence,
-                            "this node now leads the credential checks and retention"
-                        )
-                    }
-                    (_, None) => tracing::warn!("this node no longer leads the credential checks"),
+                match leads {
+                    Some(fence) => tracing::info!(
+                        fence,
+                        "this node now leads the credential checks and retention"
+                    ),
+                    None => tracing::warn!("this node no longer leads the credential checks"),
                 }
                 led = leads;
             }

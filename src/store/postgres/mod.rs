@@ -172,8 +172,20 @@ impl PostgresStore {
     }
 }
 
-const EVENT_COLUMNS: &str =
-    "position, stream_id, version, event_type, payload, owner_id, recorded_at, event_version";
+/// The columns of an event, in the order `decode` reads them.
+macro_rules! event_columns {
+    () => {
+        "position, stream_id, version, event_type, payload, owner_id, recorded_at, event_version"
+    };
+}
+
+const EVENT_COLUMNS: &str = event_columns!();
+
+const INSERT_EVENT: &str = concat!(
+    "INSERT INTO events (",
+    event_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+);
 
 /// One event from a row of [`EVENT_COLUMNS`].
 fn decode(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
@@ -343,9 +355,7 @@ async fn append_in(
     for event in &recorded {
         let inserted = tx
             .execute_cached(
-                &format!(
-                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                ),
+                INSERT_EVENT,
                 &[
                     &event.position,
                     &event.stream_id,
@@ -392,6 +402,18 @@ async fn append_in(
         projections::apply(tx, event, projections::Rows::WithSideRows).await?;
     }
     Ok(recorded)
+}
+
+/// A read-only transaction over one snapshot, for a read that takes several statements.
+async fn snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
 }
 
 /// Events after `after` up to `until`, applied to the views first on the search path; the
@@ -513,9 +535,10 @@ impl EventStore for PostgresStore {
         let client = self.pool.get().await?;
         let rows = client
             .query_cached(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2
-                     ORDER BY version"
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
                 ),
                 &[&stream_id, &(after_version as i64)],
             )
@@ -680,12 +703,7 @@ impl ReadModel for PostgresStore {
     async fn user(&self, owner: OwnerId, user: UserId) -> Result<Option<UserView>, StoreError> {
         // One snapshot for the user and its credentials.
         let mut client = self.pool.get().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut client).await?;
         let user = queries::user_of(&tx, owner, user).await?;
         tx.commit().await?;
         Ok(user)
@@ -697,12 +715,7 @@ impl ReadModel for PostgresStore {
         query: UserQuery,
     ) -> Result<(Vec<UserView>, u64), StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut client).await?;
         let users = queries::users_of(&tx, owner, &query).await?;
         tx.commit().await?;
         Ok(users)
@@ -725,12 +738,7 @@ impl ReadModel for PostgresStore {
         since: Timestamp,
     ) -> Result<Option<Vec<ExchangeView>>, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut client).await?;
         let Some(credential) = queries::credential_of(&tx, owner, user, provider).await? else {
             return Ok(None);
         };

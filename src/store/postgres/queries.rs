@@ -73,11 +73,18 @@ pub async fn owner_by_token(
         .transpose()
 }
 
-/// A credential's columns, with its wrapped data key.
-const CREDENTIAL_COLUMNS: &str = "c.id, c.user_id, c.provider, c.status, c.fields, c.created_at, \
-    k.key_id, k.wrapped, c.last_checked_at, c.status_reason, c.owner_id, c.next_check_at";
-
-const CREDENTIALS: &str = "credentials c LEFT JOIN data_keys k ON k.credential_id = c.id";
+/// `SELECT` of credentials (each with its wrapped data key, in the columns `credential` and
+/// `due` read) and then `$rest`, as one literal: no query text is built per request.
+macro_rules! select_credentials {
+    ($rest:literal) => {
+        concat!(
+            "SELECT c.id, c.user_id, c.provider, c.status, c.fields, c.created_at, \
+               k.key_id, k.wrapped, c.last_checked_at, c.status_reason, c.owner_id, c.next_check_at \
+             FROM credentials c LEFT JOIN data_keys k ON k.credential_id = c.id ",
+            $rest
+        )
+    };
+}
 
 fn credential(r: &Row) -> Result<CredentialView, StoreError> {
     let credential_id: CredentialId = parse(r.try_get(0)?, "credential id")?;
@@ -113,25 +120,27 @@ pub async fn credential_of(
 ) -> Result<Option<CredentialView>, StoreError> {
     let row = client
         .query_opt_cached(
-            &format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS}
-                 WHERE c.owner_id = $1 AND c.user_id = $2 AND c.provider = $3"
-            ),
+            select_credentials!("WHERE c.owner_id = $1 AND c.user_id = $2 AND c.provider = $3"),
             &[&owner.to_string(), &user.to_string(), &provider.key()],
         )
         .await?;
     row.as_ref().map(credential).transpose()
 }
 
-const USER_COLUMNS: &str = "id, name, email, phone, address, external_id, created_at";
+/// A user's columns, in the order `user` reads them.
+macro_rules! user_columns {
+    () => {
+        "id, name, email, phone, address, external_id, created_at"
+    };
+}
+
+const USER_COLUMNS: &str = user_columns!();
 
 async fn user(client: &impl GenericClient, r: &Row) -> Result<UserView, StoreError> {
     let id: &str = r.try_get(0)?;
     let credentials = client
         .query_cached(
-            &format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS} WHERE c.user_id = $1 ORDER BY c.provider"
-            ),
+            select_credentials!("WHERE c.user_id = $1 ORDER BY c.provider"),
             &[&id],
         )
         .await?
@@ -159,7 +168,11 @@ pub async fn user_of(
 ) -> Result<Option<UserView>, StoreError> {
     let row = client
         .query_opt_cached(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE owner_id = $1 AND id = $2"),
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE owner_id = $1 AND id = $2"
+            ),
             &[&owner.to_string(), &id.to_string()],
         )
         .await?;
@@ -282,9 +295,8 @@ pub async fn due_checks(
 ) -> Result<Vec<DueCheck>, StoreError> {
     let rows = client
         .query_cached(
-            &format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS}
-                 WHERE c.next_check_at IS NOT NULL AND c.next_check_at <= $1
+            select_credentials!(
+                "WHERE c.next_check_at IS NOT NULL AND c.next_check_at <= $1
                    AND c.provider = ANY($2)
                  ORDER BY c.next_check_at LIMIT $3"
             ),
@@ -300,10 +312,7 @@ pub async fn due_check(
 ) -> Result<Option<DueCheck>, StoreError> {
     let row = client
         .query_opt_cached(
-            &format!(
-                "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIALS}
-                 WHERE c.id = $1 AND c.next_check_at IS NOT NULL"
-            ),
+            select_credentials!("WHERE c.id = $1 AND c.next_check_at IS NOT NULL"),
             &[&id.to_string()],
         )
         .await?;
